@@ -14,20 +14,28 @@ bool g_debug = false;
 
 int priority(Level level) {
     switch (level) {
-        case Level::Debug: return LOG_DEBUG;
-        case Level::Info: return LOG_INFO;
-        case Level::Warning: return LOG_WARNING;
-        case Level::Error: return LOG_ERR;
+        case Level::Debug:
+            return LOG_DEBUG;
+        case Level::Info:
+            return LOG_INFO;
+        case Level::Warning:
+            return LOG_WARNING;
+        case Level::Error:
+            return LOG_ERR;
     }
     return LOG_INFO;
 }
 
 const char* label(Level level) {
     switch (level) {
-        case Level::Debug: return "debug: ";
-        case Level::Info: return "";
-        case Level::Warning: return "warning: ";
-        case Level::Error: return "error: ";
+        case Level::Debug:
+            return "debug: ";
+        case Level::Info:
+            return "";
+        case Level::Warning:
+            return "warning: ";
+        case Level::Error:
+            return "error: ";
     }
     return "";
 }
@@ -39,8 +47,12 @@ void init(const char* ident, bool to_stderr) {
     openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
-void set_stderr(bool on) { g_stderr = on; }
-void set_debug(bool on) { g_debug = on; }
+void set_stderr(bool on) {
+    g_stderr = on;
+}
+void set_debug(bool on) {
+    g_debug = on;
+}
 
 void write(Level level, std::string_view line) {
     if (level == Level::Debug && !g_debug) return;

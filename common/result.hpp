@@ -28,7 +28,9 @@ struct Error {
     }
 };
 
-inline Err<Error> fail(std::string message) { return Err<Error>{Error{std::move(message), 0}}; }
+inline Err<Error> fail(std::string message) {
+    return Err<Error>{Error{std::move(message), 0}};
+}
 inline Err<Error> fail_errno(std::string_view what, int e = errno) {
     return Err<Error>{Error::from_errno(what, e)};
 }
@@ -37,7 +39,7 @@ struct Unit {};
 
 template <class T, class E = Error>
 class [[nodiscard]] Result {
-public:
+  public:
     Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
     template <class E2>
     Result(Err<E2> err) : v_(std::in_place_index<1>, E(std::move(err.error))) {}
@@ -56,14 +58,14 @@ public:
     const E& error() const { return std::get<1>(v_); }
     E& error() { return std::get<1>(v_); }
 
-private:
+  private:
     std::variant<T, E> v_;
 };
 
 // Result<void>: success carries no value.
 template <class E>
 class [[nodiscard]] Result<void, E> {
-public:
+  public:
     Result() = default;
     template <class E2>
     Result(Err<E2> err) : err_(E(std::move(err.error))), failed_(true) {}
@@ -73,7 +75,7 @@ public:
     const E& error() const { return err_; }
     E& error() { return err_; }
 
-private:
+  private:
     E err_{};
     bool failed_ = false;
 };

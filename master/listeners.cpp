@@ -67,7 +67,8 @@ Result<std::vector<BoundListener>> bind_listeners(const config::Config& cfg,
                 keep.erase(it);
             } else {
                 auto fd = bind_one(ep, backlog);
-                if (!fd) return Err{Error{std::string(kind.config_key) + ": " + fd.error().message}};
+                if (!fd)
+                    return Err{Error{std::string(kind.config_key) + ": " + fd.error().message}};
                 l.fd = std::move(fd).value();
             }
             out.push_back(std::move(l));

@@ -38,9 +38,15 @@ int main(int argc, char** argv) {
     int opt;
     while ((opt = getopt(argc, argv, "c:fd")) != -1) {
         switch (opt) {
-            case 'c': opts.config_path = optarg; break;
-            case 'f': opts.foreground = true; break;
-            case 'd': opts.debug = true; break;
+            case 'c':
+                opts.config_path = optarg;
+                break;
+            case 'f':
+                opts.foreground = true;
+                break;
+            case 'd':
+                opts.debug = true;
+                break;
             default:
                 std::fprintf(stderr, "usage: pillarbox-master [-c CONFIG] [-f] [-d]\n");
                 return 2;
@@ -49,8 +55,9 @@ int main(int argc, char** argv) {
     pbx::log::init("pillarbox-master", opts.foreground);
     pbx::log::set_debug(opts.debug);
     if (geteuid() != 0) {
-        pbx::log::error("pillarbox-master must run as root: it binds ports and starts each "
-                        "program under its own user");
+        pbx::log::error(
+            "pillarbox-master must run as root: it binds ports and starts each "
+            "program under its own user");
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);

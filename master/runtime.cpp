@@ -23,8 +23,8 @@ struct ChannelDir {
 // One directory per channel; the server binds its socket inside. Mirrors the
 // peers table in common/ipc (who may connect is checked there by SO_PEERCRED).
 constexpr ChannelDir kChannelDirs[] = {
-    {"control", "root"},      {"queue", "pbx-queue"},   {"auth", "pbx-auth"},
-    {"local", "root"},        {"remote", "pbx-remote"}, {"login", "root"},
+    {"control", "root"}, {"queue", "pbx-queue"},   {"auth", "pbx-auth"},
+    {"local", "root"},   {"remote", "pbx-remote"}, {"login", "root"},
 };
 
 Status ensure_dir(const std::string& path, uid_t uid, gid_t gid, mode_t mode) {
@@ -68,15 +68,17 @@ Status prepare_runtime_dir(const config::Config& cfg) {
     std::string root = cfg.str("runtime_dir");
     if (auto s = check_traversable(root); !s) return s;
     if (root.size() > 80)
-        return fail("runtime_dir '" + root + "' is too long for Unix socket paths (80 bytes at most)");
+        return fail("runtime_dir '" + root +
+                    "' is too long for Unix socket paths (80 bytes at most)");
     if (auto s = ensure_dir(root, 0, 0, 0755); !s) return s;
     for (const auto& ch : kChannelDirs) {
         uid_t uid = 0;
         gid_t gid = 0;
         if (std::strcmp(ch.owner, "root") != 0) {
             struct passwd* pw = getpwnam(ch.owner);
-            if (!pw) return fail(std::string("system user '") + ch.owner +
-                                 "' does not exist (packaging/create-users.sh creates it)");
+            if (!pw)
+                return fail(std::string("system user '") + ch.owner +
+                            "' does not exist (packaging/create-users.sh creates it)");
             uid = pw->pw_uid;
             gid = pw->pw_gid;
         }

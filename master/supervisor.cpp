@@ -55,7 +55,8 @@ std::string describe_exit(int status) {
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         const char* name = sigabbrev_np(sig);
-        return std::string("signal ") + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+        return std::string("signal ") + std::to_string(sig) +
+               (name ? std::string(" (SIG") + name + ")" : "");
     }
     return "status " + std::to_string(status);
 }
@@ -167,7 +168,8 @@ Status Supervisor::apply_config(config::Config cfg, std::string text, bool initi
         if (child.pid != 0) continue;  // still stopping; restarted when reaped
         if (!wanted(*child.def)) continue;
         if (access(program_path(*child.def).c_str(), X_OK) != 0) {
-            log::warn(name, ": not started: ", program_path(*child.def), ": ", std::strerror(errno));
+            log::warn(name, ": not started: ", program_path(*child.def), ": ",
+                      std::strerror(errno));
             continue;
         }
         if (auto s = spawn(child); !s) log::error(name, ": cannot start: ", s.error().message);
@@ -236,7 +238,8 @@ Status Supervisor::spawn(Child& child) {
         // "LISTEN_PID=" + getpid(), without snprintf.
         char digits[16];
         int n = 0;
-        for (pid_t p = getpid(); p > 0 && n < 15; p /= 10) digits[n++] = static_cast<char>('0' + p % 10);
+        for (pid_t p = getpid(); p > 0 && n < 15; p /= 10)
+            digits[n++] = static_cast<char>('0' + p % 10);
         size_t at = std::strlen(listen_pid);
         while (n > 0) listen_pid[at++] = digits[--n];
         listen_pid[at] = '\0';
@@ -262,7 +265,8 @@ void Supervisor::schedule_restart(Child& child) {
     }
     if (delay.count() == 0) {
         ++child.restarts;
-        if (auto s = spawn(child); !s) log::error(child.def->name, ": cannot restart: ", s.error().message);
+        if (auto s = spawn(child); !s)
+            log::error(child.def->name, ": cannot restart: ", s.error().message);
         return;
     }
     log::warn(child.def->name, ": crashed ", child.fast_crashes, " times in a row; restarting in ",
@@ -380,8 +384,8 @@ std::string Supervisor::status_text() const {
     std::ostringstream out;
     out << "generation " << generation_ << (stopping_ ? " (stopping)" : "") << "\n";
     char line[256];
-    std::snprintf(line, sizeof line, "%-16s %8s %8s %10s %8s\n", "PROGRAM", "PID", "UID",
-                  "UPTIME", "RESTARTS");
+    std::snprintf(line, sizeof line, "%-16s %8s %8s %10s %8s\n", "PROGRAM", "PID", "UID", "UPTIME",
+                  "RESTARTS");
     out << line;
     auto now = Clock::now();
     for (const auto& def : kPrograms) {
@@ -393,7 +397,9 @@ std::string Supervisor::status_text() const {
                           std::string(def.name).c_str(), static_cast<int>(c.pid),
                           proc_uid(c.pid).c_str(), static_cast<long long>(up), c.restarts);
         } else {
-            const char* why = !wanted(def) ? "disabled" : c.restart_timer ? "restarting" : "not running";
+            const char* why = !wanted(def)      ? "disabled"
+                              : c.restart_timer ? "restarting"
+                                                : "not running";
             std::snprintf(line, sizeof line, "%-16s %8s %8s %10s %8d\n",
                           std::string(def.name).c_str(), "-", "-", why, c.restarts);
         }
@@ -412,7 +418,8 @@ std::string Supervisor::status_json() const {
         const Child& c = children_.at(std::string(def.name));
         if (!first) out << ",";
         first = false;
-        out << "{\"name\":\"" << json_escape(def.name) << "\",\"enabled\":" << (wanted(def) ? "true" : "false");
+        out << "{\"name\":\"" << json_escape(def.name)
+            << "\",\"enabled\":" << (wanted(def) ? "true" : "false");
         if (c.pid > 0) {
             auto up = std::chrono::duration_cast<std::chrono::seconds>(now - c.started).count();
             out << ",\"pid\":" << c.pid << ",\"uid\":" << proc_uid(c.pid) << ",\"uptime\":" << up;

@@ -27,7 +27,7 @@ struct Options {
 };
 
 class Supervisor {
-public:
+  public:
     using Clock = std::chrono::steady_clock;
 
     Supervisor(event_base* base, Options opts);
@@ -51,7 +51,7 @@ public:
     // Called from the SIGCHLD handler.
     void reap();
 
-private:
+  private:
     struct Child {
         const ProgramDef* def = nullptr;
         pid_t pid = 0;

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -42,8 +42,9 @@ Result<bool, std::string> parse_bool(std::string_view v) {
 }
 
 // Number with a unit suffix; multipliers as given, "" = factor for no suffix.
-Result<uint64_t, std::string> parse_with_unit(std::string_view v, std::string_view what,
-                                              std::initializer_list<std::pair<char, uint64_t>> units) {
+Result<uint64_t, std::string> parse_with_unit(
+    std::string_view v, std::string_view what,
+    std::initializer_list<std::pair<char, uint64_t>> units) {
     std::string_view digits = v;
     uint64_t factor = 1;
     if (!v.empty() && !std::isdigit(static_cast<unsigned char>(v.back()))) {
@@ -55,7 +56,9 @@ Result<uint64_t, std::string> parse_with_unit(std::string_view v, std::string_vi
                 found = true;
             }
         }
-        if (!found) return Err{std::string("bad unit in ") + std::string(what) + " '" + std::string(v) + "'"};
+        if (!found)
+            return Err{std::string("bad unit in ") + std::string(what) + " '" + std::string(v) +
+                       "'"};
         digits = v.substr(0, v.size() - 1);
     }
     uint64_t n = 0;
@@ -72,8 +75,9 @@ Result<uint64_t, std::string> parse_duration(std::string_view v) {
 }
 
 Result<uint64_t, std::string> parse_size(std::string_view v) {
-    return parse_with_unit(v, "a size (like 512, 64k, 50M)",
-                           {{'b', 1}, {'k', 1024}, {'m', 1024 * 1024}, {'g', 1024ull * 1024 * 1024}});
+    return parse_with_unit(
+        v, "a size (like 512, 64k, 50M)",
+        {{'b', 1}, {'k', 1024}, {'m', 1024 * 1024}, {'g', 1024ull * 1024 * 1024}});
 }
 
 }  // namespace
@@ -135,7 +139,8 @@ Result<std::vector<Endpoint>, std::string> parse_endpoints(std::string_view valu
 Result<Unit, std::string> validate(Type type, std::string_view value) {
     switch (type) {
         case Type::String:
-        case Type::List: return Unit{};
+        case Type::List:
+            return Unit{};
         case Type::Int: {
             uint64_t n;
             if (!parse_u64(value, n) || n > INT64_MAX)
@@ -192,7 +197,8 @@ Result<Config, ConfigError> Config::parse(std::string_view text, std::string_vie
         if (cur_key.empty()) return Unit{};
         const KeyDef* def = find_key(cur_key);
         auto ok = validate(def->type, cur_value);
-        if (!ok) return Err{ConfigError{std::string(file_name), cur_line, cur_key + ": " + ok.error()}};
+        if (!ok)
+            return Err{ConfigError{std::string(file_name), cur_line, cur_key + ": " + ok.error()}};
         cfg.values_[cur_key] = cur_value;
         cur_key.clear();
         return Unit{};
@@ -202,7 +208,8 @@ Result<Config, ConfigError> Config::parse(std::string_view text, std::string_vie
     size_t pos = 0;
     while (pos < text.size()) {
         size_t nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? text.npos : nl - pos);
+        std::string_view line =
+            text.substr(pos, nl == std::string_view::npos ? text.npos : nl - pos);
         pos = (nl == std::string_view::npos) ? text.size() : nl + 1;
         ++line_no;
         if (line.find('\0') != std::string_view::npos)
@@ -223,12 +230,14 @@ Result<Config, ConfigError> Config::parse(std::string_view text, std::string_vie
             return Err{ConfigError{std::string(file_name), line_no,
                                    "expected 'key = value', got '" + std::string(t) + "'"}};
         std::string key(trim(t.substr(0, eq)));
-        if (key.empty()) return Err{ConfigError{std::string(file_name), line_no, "missing key before '='"}};
+        if (key.empty())
+            return Err{ConfigError{std::string(file_name), line_no, "missing key before '='"}};
         if (!find_key(key))
             return Err{ConfigError{std::string(file_name), line_no, "unknown key '" + key + "'"}};
         if (auto it = seen_at.find(key); it != seen_at.end())
-            return Err{ConfigError{std::string(file_name), line_no,
-                                   "'" + key + "' is already set on line " + std::to_string(it->second)}};
+            return Err{
+                ConfigError{std::string(file_name), line_no,
+                            "'" + key + "' is already set on line " + std::to_string(it->second)}};
         seen_at[key] = line_no;
         cur_key = key;
         cur_line = line_no;
@@ -242,7 +251,8 @@ const std::string& Config::raw(std::string_view key) const {
     if (auto it = values_.find(key); it != values_.end()) return it->second;
     const KeyDef* def = find_key(key);
     if (!def) {
-        std::fprintf(stderr, "BUG: undeclared config key '%.*s'\n", static_cast<int>(key.size()), key.data());
+        std::fprintf(stderr, "BUG: undeclared config key '%.*s'\n", static_cast<int>(key.size()),
+                     key.data());
         std::abort();
     }
     // Defaults are interned on first use so a reference can be returned.
@@ -251,7 +261,9 @@ const std::string& Config::raw(std::string_view key) const {
     return it->second;
 }
 
-std::string Config::str(std::string_view key) const { return raw(key); }
+std::string Config::str(std::string_view key) const {
+    return raw(key);
+}
 
 int64_t Config::integer(std::string_view key) const {
     uint64_t n = 0;
@@ -274,14 +286,18 @@ uint64_t Config::size(std::string_view key) const {
     return r ? *r : 0;
 }
 
-std::vector<std::string> Config::list(std::string_view key) const { return split_list(raw(key)); }
+std::vector<std::string> Config::list(std::string_view key) const {
+    return split_list(raw(key));
+}
 
 std::vector<Endpoint> Config::endpoints(std::string_view key) const {
     auto r = parse_endpoints(raw(key));
     return r ? *r : std::vector<Endpoint>{};
 }
 
-bool Config::is_set(std::string_view key) const { return values_.find(key) != values_.end(); }
+bool Config::is_set(std::string_view key) const {
+    return values_.find(key) != values_.end();
+}
 
 Result<Unit, std::string> Config::set(std::string_view key, std::string_view value) {
     const KeyDef* def = find_key(key);

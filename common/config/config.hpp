@@ -23,12 +23,12 @@ namespace pbx::config {
 
 enum class Type {
     String,
-    Int,       // non-negative decimal
-    Bool,      // yes/no, true/false, on/off, 1/0
-    Duration,  // 30s, 5m, 4h, 5d, 1w; a bare number is seconds
-    Size,      // 512, 10k, 50M, 1G (binary multiples)
-    List,      // comma and/or white space separated words
-    Endpoints, // list of host:port, [v6]:port; empty = disabled
+    Int,        // non-negative decimal
+    Bool,       // yes/no, true/false, on/off, 1/0
+    Duration,   // 30s, 5m, 4h, 5d, 1w; a bare number is seconds
+    Size,       // 512, 10k, 50M, 1G (binary multiples)
+    List,       // comma and/or white space separated words
+    Endpoints,  // list of host:port, [v6]:port; empty = disabled
 };
 
 struct KeyDef {
@@ -60,7 +60,7 @@ Result<std::vector<Endpoint>, std::string> parse_endpoints(std::string_view valu
 std::vector<std::string> split_list(std::string_view value);
 
 class Config {
-public:
+  public:
     // A configuration holding only defaults.
     Config() = default;
 
@@ -86,7 +86,7 @@ public:
 
     const std::string& path() const { return path_; }
 
-private:
+  private:
     const std::string& raw(std::string_view key) const;
     std::string path_;
     std::map<std::string, std::string, std::less<>> values_;

@@ -17,12 +17,17 @@ namespace {
 
 constexpr cap_value_t kSetidCaps[] = {CAP_SETUID, CAP_SETGID};
 
-Status clear_capabilities(KeepCaps keep) {
-    // The bounding set first: once it is empty, no exec can bring a capability back.
+// Emptying the bounding set needs CAP_SETPCAP, so it happens before the uid
+// change takes it away; once it is empty no exec can bring a capability back.
+Status clear_bounding_set() {
     for (cap_value_t c = 0; c <= CAP_LAST_CAP; ++c) {
         if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) != 0 && errno != EINVAL)
             return fail_errno("cap_drop_bound");
     }
+    return {};
+}
+
+Status clear_capabilities(KeepCaps keep) {
     cap_t caps = cap_init();  // all sets empty
     if (!caps) return fail_errno("cap_init");
     if (keep == KeepCaps::SetuidSetgid) {
@@ -114,6 +119,7 @@ Status drop(const DropSpec& spec) {
         // Keep the permitted set across setresuid so the kept caps survive.
         if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return fail_errno("PR_SET_KEEPCAPS");
     }
+    if (auto s = clear_bounding_set(); !s) return s;
     if (setgroups(spec.supplementary_groups.size(), spec.supplementary_groups.data()) != 0)
         return fail_errno("setgroups");
     if (setresgid(spec.gid, spec.gid, spec.gid) != 0) return fail_errno("setresgid");

@@ -19,7 +19,9 @@ namespace {
 // Upper bound on the config text a child accepts from the master.
 constexpr size_t kMaxConfigSize = 4 * 1024 * 1024;
 
-const char* env(std::string_view name) { return std::getenv(std::string(name).c_str()); }
+const char* env(std::string_view name) {
+    return std::getenv(std::string(name).c_str());
+}
 
 bool parse_int(const char* s, int& out) {
     if (!s || !*s) return false;
@@ -133,10 +135,18 @@ int run_service(const ServiceSpec& spec, int argc, char** argv) {
     int opt;
     while ((opt = getopt(argc, argv, "c:fd")) != -1) {
         switch (opt) {
-            case 'c': config_path = optarg; break;
-            case 'f': foreground = true; break;
-            case 'd': debug = true; break;
-            default: usage(spec.name); return 2;
+            case 'c':
+                config_path = optarg;
+                break;
+            case 'f':
+                foreground = true;
+                break;
+            case 'd':
+                debug = true;
+                break;
+            default:
+                usage(spec.name);
+                return 2;
         }
     }
     log::init(spec.name, foreground);

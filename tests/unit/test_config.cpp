@@ -53,7 +53,8 @@ TEST_CASE("config: valid files", "[config]") {
     auto c = Config::parse(text, "t.conf");
     REQUIRE(c.ok());
     CHECK(c->str("spool_dir") == "/tmp/spool");
-    CHECK(c->list("domains") == std::vector<std::string>{"example.test", "example.org", "other.example"});
+    CHECK(c->list("domains") ==
+          std::vector<std::string>{"example.test", "example.org", "other.example"});
     CHECK(c->size("message_size_limit") == 10u * 1024 * 1024);
     CHECK(c->boolean("log_debug"));
     auto eps = c->endpoints("smtp_listen");
