@@ -14,7 +14,7 @@
 #include "common/c_ptr.hpp"
 #include "common/config/config.hpp"
 #include "common/log.hpp"
-// control.hpp comes with the IPC channel
+#include "master/control.hpp"
 #include "master/runtime.hpp"
 #include "master/supervisor.hpp"
 
@@ -76,13 +76,11 @@ int main(int argc, char** argv) {
         pbx::log::error(s.error().message);
         return 1;
     }
-#if 0
-    auto control = pbx::master::start_control(base.get(), sup);
+    auto control = pbx::master::start_control(base.get(), sup, sup.runtime_dir());
     if (!control) {
         pbx::log::error("control socket: ", control.error().message);
         sup.stop();
     }
-#endif
     pbx::master::sd_notify("READY=1");
     pbx::log::info("started");
     event_base_dispatch(base.get());

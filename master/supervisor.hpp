@@ -44,6 +44,7 @@ class Supervisor {
     // Asks every child to stop; the event loop ends when all are gone.
     void stop();
     bool stopping() const { return stopping_; }
+    std::string runtime_dir() const { return config_.str("runtime_dir"); }
 
     std::string status_text() const;
     std::string status_json() const;

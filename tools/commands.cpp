@@ -1,0 +1,14 @@
+#include "tools/commands.hpp"
+
+#include <cstdio>
+
+namespace pbx::tools {
+
+int dispatch(const std::string& /*config_path*/, std::string_view cmd,
+             const std::vector<std::string_view>& /*args*/) {
+    std::fprintf(stderr, "pillarbox: unknown command '%.*s' (pillarbox --help lists them)\n",
+                 static_cast<int>(cmd.size()), cmd.data());
+    return 2;
+}
+
+}  // namespace pbx::tools
