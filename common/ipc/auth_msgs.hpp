@@ -1,0 +1,59 @@
+// The auth channel (auth/auth.sock, server: authd). Every request carries an
+// `id` the reply repeats, so a client may pipeline requests on one connection.
+//
+//   domain{id, domain}          → domain_result{id, local}
+//   rcpt{id, address}           → rcpt_result{id, status, canonical?}
+//       is this recipient deliverable here? status: found | unknown | tempfail;
+//       for a domain that is not ours: status "remote". canonical is the
+//       resolved form (lower-cased local part, +detail kept) for the log.
+//   verify{id, user, password, client_address, service}
+//                               → verify_result{id, status, user?}
+//       password check (users file: crypt(3); system users when enabled).
+//       status: ok | fail | tempfail. Failures are answered late (growing
+//       delays per client address and per user) whatever the caller does, and
+//       never say whether the user exists.
+#pragma once
+
+#include "common/ipc/frame.hpp"
+
+namespace pbx::ipc::auth {
+
+inline constexpr FieldSpec kDomainFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"domain", Kind::Str, kRequired},
+};
+inline constexpr FieldSpec kDomainResultFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"local", Kind::U64, kRequired},
+};
+inline constexpr FieldSpec kRcptFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"address", Kind::Str, kRequired},
+};
+inline constexpr FieldSpec kRcptResultFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"status", Kind::Str, kRequired},  // found | unknown | remote | tempfail
+    {"canonical", Kind::Str, kOptional},
+};
+inline constexpr FieldSpec kVerifyFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"user", Kind::Str, kRequired},
+    {"password", Kind::Bytes, kRequired},
+    {"client_address", Kind::Str, kOptional},
+    {"service", Kind::Str, kRequired},  // smtp | submission | pop3 | imap
+};
+inline constexpr FieldSpec kVerifyResultFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"status", Kind::Str, kRequired},  // ok | fail | tempfail
+    {"user", Kind::Str, kOptional},    // ok: the canonical user name
+};
+
+inline constexpr MessageSpec kMessages[] = {
+    {1, "domain", kDomainFields}, {2, "domain_result", kDomainResultFields},
+    {3, "rcpt", kRcptFields},     {4, "rcpt_result", kRcptResultFields},
+    {5, "verify", kVerifyFields}, {6, "verify_result", kVerifyResultFields},
+};
+inline constexpr Protocol kProtocol{"auth", 1, kMessages, 64 * 1024};
+static_assert(well_formed(kProtocol));
+
+}  // namespace pbx::ipc::auth
