@@ -1,5 +1,6 @@
 #include "common/privsep/service.hpp"
 
+#include <grp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -182,6 +183,13 @@ int run_service(const ServiceSpec& spec, int argc, char** argv) {
     want.keep = spec.keep_caps;
     want.no_fork_not_dumpable = spec.login_process;
     want.allow_root = spec.allow_root;
+    for (std::string_view g : spec.supplementary_groups) {
+        std::string name(g);
+        if (struct group* gr = getgrnam(name.c_str()))
+            want.supplementary_groups.push_back(gr->gr_gid);
+        else
+            log::warn("group '", name, "' does not exist; not joining it");
+    }
     if (spec.chroot == Chroot::RuntimeDir) want.chroot_dir = ctx.config.str("runtime_dir");
     auto resolved = privsep::resolve(want);  // getpwnam before any chroot
     if (!resolved) {

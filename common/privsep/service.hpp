@@ -60,6 +60,9 @@ struct ServiceSpec {
     privsep::KeepCaps keep_caps = privsep::KeepCaps::None;
     bool login_process = false;  // cannot fork, not dumpable
     bool allow_root = false;
+    // Extra groups kept after the drop (authd: "shadow" to read /etc/shadow).
+    // A group that does not exist is skipped with a warning.
+    std::vector<std::string_view> supplementary_groups;
     std::function<Status(ServiceContext&)> pre_drop;
     std::function<Status(ServiceContext&)> post_drop;
     // Called on SIGTERM/SIGINT; the default ends the event loop at once.
