@@ -548,8 +548,9 @@ std::string escape_value(std::string_view value, size_t max_value) {
 }
 
 std::string to_text(const Protocol& protocol, const Message& msg, size_t max_value) {
+    // A hello belongs to kHelloProtocol whatever channel it was read from.
+    (void)protocol;
     std::string out = "type=" + std::string(msg.name());
-    if (&protocol != &msg.protocol()) out += " protocol=" + escape_value(msg.protocol().name);
     size_t fd_index = 0;
     for (const auto& f : msg.fields()) {
         const FieldSpec& fs = msg.spec().fields[f.index];
