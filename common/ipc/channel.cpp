@@ -297,7 +297,7 @@ void Connection::on_deferred_cb(evutil_socket_t, short, void* self) noexcept {
 }
 
 Status Connection::send(Message&& msg) {
-    if (closed_) return fail("ipc: send on a closed connection");
+    if (closed_ || draining_) return fail("ipc: send on a closed connection");
     auto enc = encode(msg);
     if (!enc.ok()) return Err<Error>{enc.error()};
     if (out_bytes_ + enc->bytes.size() > limits_.max_output) {
