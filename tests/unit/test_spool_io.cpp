@@ -547,3 +547,63 @@ TEST_CASE("maildrop files: written by atomic_write, read back with the owner", "
     REQUIRE_FALSE(big.ok());
     CHECK(big.error().code == MaildropErrc::TooLarge);
 }
+
+// ---------------------------------------------------------------- the man page
+
+#ifdef PBX_SOURCE_DIR
+namespace {
+
+// The example block of pillarbox-spool(5) that starts with `first`, un-roffed:
+// "\-" is "-", "\&" alone is an empty line, and a line ending in " \e" is
+// folded onto the next (which is indented by two spaces).
+string man_example(const string& page, const string& first) {
+    size_t start = page.find("\n" + first + "\n");
+    REQUIRE(start != string::npos);
+    size_t end = page.find("\nend\n", start);
+    REQUIRE(end != string::npos);
+    string block = page.substr(start + 1, end + 5 - (start + 1));
+    string out;
+    std::istringstream in(block);
+    bool folding = false;
+    for (string line; std::getline(in, line);) {
+        if (folding) {
+            REQUIRE(line.substr(0, 2) == "  ");
+            line = " " + line.substr(2);
+        }
+        if (line == "\\&") line.clear();
+        folding = line.size() >= 3 && line.substr(line.size() - 3) == " \\e";
+        if (folding) line.resize(line.size() - 3);
+        for (size_t p; (p = line.find("\\-")) != string::npos;) line.replace(p, 2, "-");
+        out += line;
+        if (!folding) out += "\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("pillarbox-spool(5): the examples are what the code reads and writes", "[spool][docs]") {
+    string page = slurp(string(PBX_SOURCE_DIR) + "/man/pillarbox-spool.5");
+    REQUIRE_FALSE(page.empty());
+
+    string env_text = man_example(page, "pillarbox\\-envelope 1");
+    auto env = read_envelope(env_text);
+    INFO(env_text);
+    INFO((env.ok() ? "" : env.error().to_string()));
+    REQUIRE(env.ok());
+    CHECK(env->recipients.size() == 2);
+    auto again = write_envelope(*env);
+    REQUIRE(again.ok());
+    CHECK(*again == env_text);
+
+    string drop_text = man_example(page, "pillarbox\\-maildrop 1");
+    auto drop = read_maildrop(drop_text);
+    INFO(drop_text);
+    INFO((drop.ok() ? "" : drop.error().to_string()));
+    REQUIRE(drop.ok());
+    CHECK(drop->message == "Subject: hi\n\nhello\n");
+    auto drop_again = write_maildrop(*drop);
+    REQUIRE(drop_again.ok());
+    CHECK(*drop_again == drop_text);
+}
+#endif
