@@ -1,0 +1,392 @@
+#include "common/event/stream.hpp"
+
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/log.hpp"
+
+namespace pbx::event {
+
+namespace {
+
+[[noreturn]] void out_of_memory(const char* what) {
+    log::error(what, " failed: ", take_openssl_errors("out of memory"));
+    std::abort();
+}
+
+}  // namespace
+
+std::string_view to_string(CloseReason r) {
+    switch (r) {
+        case CloseReason::Closed:
+            return "closed";
+        case CloseReason::PeerClosed:
+            return "peer closed";
+        case CloseReason::Error:
+            return "error";
+        case CloseReason::Timeout:
+            return "timeout";
+        case CloseReason::TlsFailed:
+            return "TLS failed";
+        case CloseReason::OutputFull:
+            return "output full";
+    }
+    return "?";
+}
+
+Result<std::unique_ptr<StreamConnection>> StreamConnection::create(event_base* base, UniqueFd fd,
+                                                                   StreamHandler& handler,
+                                                                   Limits limits) {
+    if (!fd) return fail("StreamConnection: invalid fd");
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+        return fail_errno("fcntl O_NONBLOCK");
+    std::unique_ptr<StreamConnection> c(new StreamConnection(base, std::move(fd), handler, limits));
+    if (!c->timer_ || !c->deferred_ || !c->kick_) return fail("event_new failed");
+    return c;
+}
+
+StreamConnection::StreamConnection(event_base* base, UniqueFd fd, StreamHandler& handler,
+                                   Limits limits)
+    : base_(base), fd_(fd.get()), owned_fd_(std::move(fd)), handler_(&handler), limits_(limits) {
+    timer_.reset(evtimer_new(base, timer_cb, this));
+    deferred_.reset(event_new(base, -1, 0, deferred_cb, this));
+    kick_.reset(event_new(base, -1, 0, kick_cb, this));
+}
+
+StreamConnection::~StreamConnection() {
+    *alive_ = false;
+    if (plain_output_entry_ && plain_)
+        evbuffer_remove_cb_entry(bufferevent_get_output(plain_), plain_output_entry_);
+    if (bev_) bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+}
+
+Status StreamConnection::init_bev(bufferevent* bev) {
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, this);
+    bufferevent_setwatermark(bev, EV_READ, 0, limits_.max_input);
+    if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) return fail("bufferevent_enable failed");
+    arm_timer();
+    return {};
+}
+
+Status StreamConnection::start() {
+    if (finished_ || bev_ || !owned_fd_) return fail("connection already started or closed");
+    bufferevent* bev = bufferevent_socket_new(base_, owned_fd_.get(),
+                                              BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) return fail("bufferevent_socket_new failed");
+    (void)owned_fd_.release();  // the bufferevent closes it now
+    bev_.reset(bev);
+    return init_bev(bev);
+}
+
+Status StreamConnection::start_implicit_tls(const TlsContext& ctx) {
+    if (finished_ || bev_ || !owned_fd_) return fail("connection already started or closed");
+    SslPtr ssl = ctx.new_ssl();
+    if (!ssl) return fail("SSL_new: " + take_openssl_errors());
+    bufferevent* bev =
+        bufferevent_openssl_socket_new(base_, owned_fd_.get(), ssl.get(), BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    // On failure libevent may already have freed the SSL, closed the fd or
+    // (for a filter) freed the underlying bufferevent: nothing is left in a
+    // state we could clean up, and it only happens without memory.
+    if (!bev) out_of_memory("bufferevent_openssl_socket_new");
+    (void)ssl.release();
+    (void)owned_fd_.release();  // the bufferevent closes it, and frees the SSL
+    bev_.reset(bev);
+    tls_ = true;
+    handshaking_ = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return init_bev(bev);
+}
+
+Result<size_t> StreamConnection::start_tls(const TlsContext& ctx) {
+    if (finished_ || flushing_ || !bev_) return fail("connection is closed");
+    if (tls_) return fail("TLS is already active");
+    // RFC 3207 5: whatever the client sent after STARTTLS arrived in
+    // plaintext and must not be read as if it had come through TLS.
+    evbuffer* in = bufferevent_get_input(bev_.get());
+    const size_t discarded = evbuffer_get_length(in);
+    evbuffer_drain(in, discarded);
+
+    SslPtr ssl = ctx.new_ssl();
+    if (!ssl) return fail("SSL_new: " + take_openssl_errors());
+    bufferevent* under = bev_.get();
+    // The filter reads the socket bufferevent; it must not stall on our
+    // watermark, and its callbacks become the filter's.
+    bufferevent_setwatermark(under, EV_READ, 0, 0);
+    bufferevent* filter =
+        bufferevent_openssl_filter_new(base_, under, ssl.get(), BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!filter) out_of_memory("bufferevent_openssl_filter_new");  // see start_implicit_tls
+    (void)ssl.release();
+    // The filter now owns the socket bufferevent; we keep an observer.
+    (void)bev_.release();
+    bev_.reset(filter);
+    plain_ = under;
+    plain_output_entry_ = evbuffer_add_cb(bufferevent_get_output(plain_), plain_output_cb, this);
+    tls_ = true;
+    handshaking_ = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+    if (auto s = init_bev(filter); !s) return Err{s.error()};
+    if (paused_) bufferevent_disable(filter, EV_READ);
+    return discarded;
+}
+
+size_t StreamConnection::input_size() const {
+    if (!bev_ || finished_) return 0;
+    return evbuffer_get_length(bufferevent_get_input(bev_.get()));
+}
+
+std::string_view StreamConnection::peek(size_t max) {
+    size_t n = std::min(max, input_size());
+    if (n == 0) return {};
+    // UNSAFE: evbuffer_pullup returns n contiguous bytes owned by the buffer.
+    auto* p = evbuffer_pullup(bufferevent_get_input(bev_.get()), static_cast<ev_ssize_t>(n));
+    if (!p) return {};
+    return std::string_view(reinterpret_cast<const char*>(p), n);
+}
+
+void StreamConnection::drain(size_t n) {
+    if (!bev_ || finished_) return;
+    evbuffer_drain(bufferevent_get_input(bev_.get()), n);
+}
+
+void StreamConnection::pause_reading() {
+    paused_ = true;
+    if (bev_ && !finished_ && !handshaking_) bufferevent_disable(bev_.get(), EV_READ);
+}
+
+void StreamConnection::resume_reading() {
+    if (!paused_) return;
+    paused_ = false;
+    if (!bev_ || finished_ || flushing_) return;
+    if (!eof_) bufferevent_enable(bev_.get(), EV_READ);
+    // Input that arrived before the pause gets no new read callback.
+    if (input_size() > 0 || eof_) event_active(kick_.get(), 0, 0);
+}
+
+bool StreamConnection::input_pending_now() const {
+    if (input_size() > 0) return true;
+    if (fd_ < 0 || finished_) return false;
+    char c;
+    ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}
+
+void StreamConnection::write(std::string_view bytes) {
+    if (finished_ || flushing_ || !bev_ || bytes.empty()) return;
+    if (output_size() + bytes.size() > limits_.max_output) {
+        finish(CloseReason::OutputFull, log::concat(output_size(), " bytes unread by the peer"));
+        return;
+    }
+    if (bufferevent_write(bev_.get(), bytes.data(), bytes.size()) != 0)
+        finish(CloseReason::Error, "bufferevent_write failed");
+}
+
+size_t StreamConnection::output_size() const {
+    if (!bev_ || finished_) return 0;
+    size_t n = evbuffer_get_length(bufferevent_get_output(bev_.get()));
+    if (plain_) n += evbuffer_get_length(bufferevent_get_output(plain_));
+    return n;
+}
+
+void StreamConnection::set_idle_timeout(std::chrono::milliseconds timeout) {
+    idle_ = timeout;
+    arm_timer();
+}
+
+void StreamConnection::arm_timer() {
+    if (finished_) return;
+    if (idle_.count() <= 0) {
+        event_del(timer_.get());
+        return;
+    }
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(idle_.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((idle_.count() % 1000) * 1000);
+    event_add(timer_.get(), &tv);
+}
+
+void StreamConnection::close_after_flush() {
+    if (finished_ || flushing_) return;
+    flushing_ = true;
+    if (bev_) bufferevent_disable(bev_.get(), EV_READ);
+    if (handshaking_) {
+        // Nothing of ours can be pending inside an unfinished handshake.
+        finish(CloseReason::Closed, {});
+        return;
+    }
+    maybe_finish_flush();
+}
+
+void StreamConnection::close() {
+    finish(CloseReason::Closed, {});
+}
+
+SSL* StreamConnection::ssl() const {
+    if (!tls_ || !bev_) return nullptr;
+    return bufferevent_openssl_get_ssl(bev_.get());
+}
+
+TlsSessionInfo StreamConnection::tls_info() const {
+    if (!tls_active()) return {};
+    return session_info(ssl());
+}
+
+void StreamConnection::maybe_finish_flush() {
+    if (!flushing_ || finished_ || !bev_) return;
+    if (evbuffer_get_length(bufferevent_get_output(bev_.get())) > 0) return;
+    if (tls_ && !shutdown_sent_) {
+        shutdown_sent_ = true;
+        // A close_notify, so that the peer can tell our close from a
+        // truncation. Best effort: a failure only means it is not sent.
+        if (SSL* s = ssl()) {
+            (void)SSL_shutdown(s);
+            ERR_clear_error();
+        }
+    }
+    if (plain_ && evbuffer_get_length(bufferevent_get_output(plain_)) > 0) return;
+    finish(CloseReason::Closed, {});
+}
+
+void StreamConnection::finish(CloseReason reason, std::string detail) {
+    if (finished_) return;
+    finished_ = true;
+    close_info_ = CloseInfo{reason, std::move(detail)};
+    if (bev_) {
+        bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+        bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+    }
+    event_del(timer_.get());
+    event_del(kick_.get());
+    // The bufferevent is freed and on_closed() called from the loop, so that
+    // neither happens inside a libevent callback or inside the caller.
+    event_active(deferred_.get(), 0, 0);
+}
+
+std::string StreamConnection::error_detail(short what) {
+    std::string detail;
+    if (tls_ && bev_) {
+        while (unsigned long e = bufferevent_get_openssl_error(bev_.get())) {
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof buf);
+            if (!detail.empty()) detail += "; ";
+            detail += buf;
+        }
+    }
+    const int e = EVUTIL_SOCKET_ERROR();
+    if (detail.empty() && e != 0) detail = std::strerror(e);
+    if (detail.empty()) detail = (what & BEV_EVENT_READING) ? "read error" : "write error";
+    return detail;
+}
+
+// ---- callbacks -----------------------------------------------------------
+
+void StreamConnection::read_cb(bufferevent*, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_) return;
+    c->arm_timer();
+    if (c->flushing_) {
+        // Input after close_after_flush() is ignored.
+        c->drain(c->input_size());
+        return;
+    }
+    c->handler_->on_input(*c);
+}
+
+void StreamConnection::write_cb(bufferevent*, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_) return;
+    c->arm_timer();
+    if (c->flushing_) {
+        c->maybe_finish_flush();
+        return;
+    }
+    c->handler_->on_drained(*c);
+}
+
+void StreamConnection::plain_output_cb(evbuffer* buf, const evbuffer_cb_info* info,
+                                       void* self) noexcept {
+    // Runs inside libevent's write path: only note progress here.
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_ || info->n_deleted == 0) return;
+    c->arm_timer();
+    if (c->flushing_ && evbuffer_get_length(buf) == 0) c->maybe_finish_flush();
+}
+
+void StreamConnection::event_cb(bufferevent*, short what, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_) return;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaking_ = false;
+        c->arm_timer();
+        if (c->paused_) bufferevent_disable(c->bev_.get(), EV_READ);
+        c->handler_->on_tls_ready(*c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        std::string detail = c->error_detail(what);
+        if (c->handshaking_)
+            c->finish(CloseReason::TlsFailed, "TLS handshake failed: " + detail);
+        else
+            c->finish(CloseReason::Error, std::move(detail));
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        if (c->handshaking_) {
+            c->finish(CloseReason::TlsFailed, "connection closed during the TLS handshake");
+            return;
+        }
+        if (c->flushing_) {
+            c->finish(CloseReason::PeerClosed, "peer closed before our last reply was sent");
+            return;
+        }
+        c->eof_ = true;
+        bufferevent_disable(c->bev_.get(), EV_READ);
+        c->handler_->on_input(*c);
+        return;
+    }
+}
+
+void StreamConnection::timer_cb(evutil_socket_t, short, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_) return;
+    if (c->flushing_) {
+        c->finish(CloseReason::Timeout, "timed out writing the last reply");
+        return;
+    }
+    if (c->handshaking_) {
+        c->finish(CloseReason::Timeout, "TLS handshake timed out");
+        return;
+    }
+    c->handler_->on_timeout(*c);
+}
+
+void StreamConnection::kick_cb(evutil_socket_t, short, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_ || c->flushing_ || c->paused_) return;
+    c->handler_->on_input(*c);
+}
+
+void StreamConnection::deferred_cb(evutil_socket_t, short, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->plain_output_entry_ && c->plain_) {
+        evbuffer_remove_cb_entry(bufferevent_get_output(c->plain_), c->plain_output_entry_);
+        c->plain_output_entry_ = nullptr;
+    }
+    c->owned_fd_.reset();
+    c->bev_.reset();  // closes the socket (and frees the SSL and the filtered bufferevent)
+    c->plain_ = nullptr;
+    c->fd_ = -1;
+    CloseInfo info = std::move(c->close_info_);
+    c->handler_->on_closed(*c, info);  // may destroy c
+}
+
+}  // namespace pbx::event
