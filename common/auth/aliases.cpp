@@ -198,6 +198,7 @@ Result<AliasMap, FileError> AliasMap::parse(std::string_view text, std::string_v
             return error(n, "line longer than " + std::to_string(limits.max_line) + " bytes");
         for (char c : line) {
             unsigned char u = static_cast<unsigned char>(c);
+            if (c == '\r') return error(n, "carriage return (DOS line ending?) in the line");
             if ((u < 0x20 && c != '\t') || u == 0x7f)
                 return error(n, "control character (" + std::to_string(u) + ") in the line");
         }

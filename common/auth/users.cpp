@@ -88,6 +88,7 @@ Result<UserTable, FileError> UserTable::parse(std::string_view text, std::string
             return error(n, "line longer than " + std::to_string(limits.max_line) + " bytes");
         for (char c : line) {
             unsigned char u = static_cast<unsigned char>(c);
+            if (c == '\r') return error(n, "carriage return (DOS line ending?) in the line");
             if ((u < 0x20 && c != '\t') || u == 0x7f)
                 return error(n, "control character (" + std::to_string(u) + ") in the line");
         }
