@@ -159,8 +159,7 @@ bool time_ok(Seconds t) {
     return v >= 0 && static_cast<uint64_t>(v) <= detail::kMaxTimeValue;
 }
 
-bool write_recipient(Writer& w, const Recipient& r, const EnvelopeLimits& limits) {
-    (void)limits;
+bool write_recipient(Writer& w, const Recipient& r) {
     if (!time_ok(r.next_attempt) || !time_ok(r.last_attempt)) {
         return w.fail_next(EnvelopeErrc::BadValue, "rcpt", "time out of range");
     }
@@ -240,7 +239,7 @@ Result<std::string, EnvelopeError> write_envelope(const Envelope& env,
               w.key(Key::DelayNoticeSent, env.delay_notice_sent ? "yes" : "no", false);
     if (!ok) return failed();
     for (const Recipient& r : env.recipients)
-        if (!write_recipient(w, r, limits)) return failed();
+        if (!write_recipient(w, r)) return failed();
     if (!w.line(detail::kEndMarker)) return failed();
     return std::move(w.out_);
 }
