@@ -349,8 +349,10 @@ void Engine::act_expn(Parsed&) {
 }
 
 void Engine::act_help(Parsed&) {
-    reply(214, "2.0.0",
-          "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+    std::string text = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP";
+    if (policy_.starttls_offered && !session_.tls_active) text += " STARTTLS";
+    if (policy_.auth_offered) text += " AUTH";
+    reply(214, "2.0.0", text);
 }
 
 void Engine::act_starttls(Parsed&) {
