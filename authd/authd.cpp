@@ -1,0 +1,33 @@
+#include "authd/authd.hpp"
+
+#include "common/log.hpp"
+
+namespace pbx::authd {
+
+Status Authd::pre_drop(ServiceContext&) {
+    auto peers = ipc::PeerTable::from_system();
+    if (!peers) return Err{peers.error()};
+    peers_.emplace(std::move(peers).value());
+    return {};
+}
+
+Status Authd::post_drop(ServiceContext& ctx) {
+    const config::Config& cfg = ctx.config;
+    auto settings = auth::ResolverSettings::from_config(cfg);
+    if (settings.system_users)
+        system_ = std::make_unique<auth::PasswdSystemUsers>();
+    else
+        system_ = std::make_unique<auth::NoSystemUsers>();
+
+    db_ = std::make_unique<Database>(cfg.str("users_file"), cfg.str("aliases_file"));
+    db_->refresh(auth::Clock::now());
+
+    auto dummy = auth::PasswordChecker::make_dummy_hash();
+    if (!dummy) return Err{dummy.error()};
+    handler_ = std::make_unique<Handler>(settings, *db_, *system_,
+                                         auth::PasswordChecker(std::move(dummy).value()));
+    server_ = std::make_unique<Server>(ctx.base.get(), *handler_);
+    return server_->listen(ctx.runtime_path(ipc::kAuthSocket), std::move(*peers_));
+}
+
+}  // namespace pbx::authd

@@ -1,0 +1,142 @@
+#include "authd/handler.hpp"
+
+#include "common/ipc/auth_msgs.hpp"
+#include "common/log.hpp"
+
+namespace pbx::authd {
+namespace msgs = ipc::auth;
+
+namespace {
+
+// Values a client chose are escaped and cut before they reach the log.
+constexpr size_t kLogValue = 64;
+
+std::string esc(std::string_view v) {
+    return ipc::escape_value(v, kLogValue);
+}
+
+ipc::Message verify_result(uint64_t id, auth::VerifyStatus status, std::string_view user) {
+    auto r = ipc::Message::named(msgs::kProtocol, "verify_result");
+    r.set_u64("id", id).set_str("status", auth::to_string(status));
+    if (status == auth::VerifyStatus::Ok) r.set_str("user", user);
+    return r;
+}
+
+bool known_service(std::string_view s) {
+    return s == "smtp" || s == "submission" || s == "pop3" || s == "imap";
+}
+
+}  // namespace
+
+Handler::Handler(auth::ResolverSettings settings, Database& db, const auth::SystemUsers& system,
+                 auth::PasswordChecker checker, auth::DelayPolicy delays)
+    : settings_(std::move(settings)),
+      db_(db),
+      system_(system),
+      checker_(std::move(checker)),
+      throttle_(delays) {}
+
+std::optional<Reply> Handler::handle(const ipc::Message& request, const ipc::PeerInfo& peer,
+                                     auth::Clock::time_point now) {
+    std::string_view name = request.name();
+    if (name == "domain") return domain(request);
+    if (name == "rcpt") return rcpt(request, now);
+    if (name == "verify") return verify(request, peer, now);
+    return std::nullopt;
+}
+
+std::optional<ipc::Message> Handler::tempfail_for(const ipc::Message& request) {
+    uint64_t id = request.get_u64("id").value_or(0);
+    if (request.name() == "rcpt") {
+        auto r = ipc::Message::named(msgs::kProtocol, "rcpt_result");
+        r.set_u64("id", id).set_str("status", "tempfail");
+        return r;
+    }
+    if (request.name() == "verify") return verify_result(id, auth::VerifyStatus::TempFail, "");
+    return std::nullopt;
+}
+
+Reply Handler::domain(const ipc::Message& m) {
+    auto r = ipc::Message::named(msgs::kProtocol, "domain_result");
+    r.set_u64("id", *m.get_u64("id"))
+        .set_u64("local", settings_.is_local_domain(*m.get_str("domain")) ? 1 : 0);
+    return Reply{std::move(r)};
+}
+
+Reply Handler::rcpt(const ipc::Message& m, auth::Clock::time_point now) {
+    db_.refresh(now);
+    std::string_view address = *m.get_str("address");
+    auto res = auth::resolve_recipient(address, settings_, db_.users(), db_.aliases(), system_);
+    auto r = ipc::Message::named(msgs::kProtocol, "rcpt_result");
+    r.set_u64("id", *m.get_u64("id"));
+    switch (res.status) {
+        case auth::RcptStatus::Local:
+        case auth::RcptStatus::Unknown:
+            // A database that never loaded cannot tell "unknown" from "not yet".
+            if (!db_.ready() && res.kind != auth::LocalKind::Postmaster) {
+                r.set_str("status", "tempfail");
+                break;
+            }
+            if (res.status == auth::RcptStatus::Local) {
+                r.set_str("status", "found").set_str("canonical", res.canonical());
+            } else {
+                r.set_str("status", "unknown").set_str("canonical", res.canonical());
+            }
+            break;
+        case auth::RcptStatus::Remote:
+            r.set_str("status", "remote");
+            break;
+        case auth::RcptStatus::Invalid:
+            log::debug("rcpt ", esc(address), ": ", res.reason);
+            r.set_str("status", "unknown");
+            break;
+    }
+    return Reply{std::move(r)};
+}
+
+Reply Handler::verify(const ipc::Message& m, const ipc::PeerInfo& peer,
+                      auth::Clock::time_point now) {
+    uint64_t id = *m.get_u64("id");
+    std::string_view user = *m.get_str("user");
+    std::string_view password = *m.get_bytes("password");
+    std::string_view client = m.get_str("client_address").value_or("");
+    std::string_view service = *m.get_str("service");
+    // Without a client address, failures still count per calling program.
+    std::string client_key =
+        client.empty() ? "peer:" + std::string(ipc::to_string(peer.program)) : std::string(client);
+
+    if (!known_service(service)) {
+        log::warn("verify from ", ipc::to_string(peer.program), " (uid ", peer.uid,
+                  ") with unknown service '", esc(service), "'");
+        return Reply{verify_result(id, auth::VerifyStatus::TempFail, "")};
+    }
+    db_.refresh(now);
+    auth::VerifyOutcome out;
+    if (!db_.ready()) {
+        out = {auth::VerifyStatus::TempFail, auth::ascii_lower(user), "user database not loaded"};
+    } else {
+        out = checker_.verify(user, password, settings_, db_.users(), system_);
+    }
+    auth::Attempt attempt = out.status == auth::VerifyStatus::Ok     ? auth::Attempt::Success
+                            : out.status == auth::VerifyStatus::Fail ? auth::Attempt::Failure
+                                                                     : auth::Attempt::Other;
+    auto delay = throttle_.on_attempt(client_key, out.user.empty() ? user : out.user, attempt, now);
+    switch (out.status) {
+        case auth::VerifyStatus::Ok:
+            log::info("verify ok: user=", esc(out.user), " client=", esc(client),
+                      " service=", service);
+            break;
+        case auth::VerifyStatus::Fail:
+            log::info("verify failed: user=", esc(user), " client=", esc(client),
+                      " service=", service, " (", out.reason, "; answer in ", delay.count(),
+                      " ms)");
+            break;
+        case auth::VerifyStatus::TempFail:
+            log::warn("verify tempfail: user=", esc(user), " client=", esc(client),
+                      " service=", service, " (", out.reason, ")");
+            break;
+    }
+    return Reply{verify_result(id, out.status, out.user), delay};
+}
+
+}  // namespace pbx::authd
