@@ -1,0 +1,85 @@
+// The smtpd process: settings read once from the configuration, the TLS
+// context, the acceptors on the inherited "smtp" listeners, the shared authd
+// client, and the live sessions.
+#pragma once
+
+#include <event2/event.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config/config.hpp"
+#include "common/event/acceptor.hpp"
+#include "common/event/cidr.hpp"
+#include "common/event/tls.hpp"
+#include "common/privsep/service.hpp"
+#include "common/smtp/engine.hpp"
+#include "smtpd/auth_client.hpp"
+
+namespace pbx::smtpd {
+
+class Session;
+
+// How long smtpd waits for its internal peers. Named, not configurable:
+// both are local daemons, and a client waits this long at most per step.
+inline constexpr std::chrono::seconds kAuthdTimeout{30};
+inline constexpr std::chrono::seconds kQueueCommitTimeout{300};
+
+struct Settings {
+    std::string hostname;
+    smtp::Limits limits;
+    std::vector<std::string> local_domains;
+    event::CidrList trusted_networks;
+    std::chrono::milliseconds greet_pause{0};
+    std::chrono::milliseconds command_timeout{300000};
+    std::chrono::milliseconds data_timeout{600000};
+    event::ConnectionLimits connection_limits;
+
+    // From pillarbox.conf; the error names the bad key.
+    static Result<Settings> from_config(const config::Config& cfg);
+};
+
+class Server {
+  public:
+    // pre_drop: settings and the TLS context (the key is read here, as root).
+    static Result<std::unique_ptr<Server>> prepare(const ServiceContext& ctx);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+    // post_drop: accept on every inherited "smtp" listener.
+    Status start(ServiceContext& ctx);
+    // SIGTERM: stop accepting, say 421 to every session, exit when they are gone.
+    void stop();
+
+    const Settings& settings() const { return settings_; }
+    const event::TlsContext* tls() const { return tls_ ? &*tls_ : nullptr; }
+    event_base* base() const { return base_; }
+    AuthClient& auth() { return *auth_; }
+    std::string enqueue_path() const { return enqueue_path_; }
+    // Called by a session from its on_closed(): destroys it.
+    void remove(uint64_t id);
+
+  private:
+    Server() = default;
+    void accept(UniqueFd fd, const event::PeerAddress& peer, event::ConnectionSlot slot);
+    static void stop_timer_cb(evutil_socket_t, short, void* self) noexcept;
+
+    Settings settings_;
+    std::optional<event::TlsContext> tls_;
+    event_base* base_ = nullptr;
+    std::unique_ptr<AuthClient> auth_;
+    std::string enqueue_path_;
+    std::shared_ptr<event::ConnectionLimiter> limiter_;
+    std::vector<std::unique_ptr<event::Acceptor>> acceptors_;
+    std::map<uint64_t, std::unique_ptr<Session>> sessions_;
+    uint64_t next_id_ = 1;
+    bool stopping_ = false;
+    EventPtr stop_timer_;
+};
+
+}  // namespace pbx::smtpd
