@@ -16,8 +16,8 @@ inline constexpr const char* kValidUsers[] = {
     "# only a comment\n\n   \n",
     "alice:$6$saltsalt$hash:5000:5000:/var/vmail/alice:\n",
     "bob:*:5000:5000:/home/bob:/var/mail/bob",
-    "carol:!:5001:5002:/home/carol/:mail/inbox\n"
-    "dave:!$y$j9T$x:5001:5002:/home/dave:Maildir/\n",
+    ("carol:!:5001:5002:/home/carol/:mail/inbox\n"
+     "dave:!$y$j9T$x:5001:5002:/home/dave:Maildir/\n"),
     "e.x_1-2:x:1:1:/:box/\n",
 };
 
@@ -57,10 +57,10 @@ inline constexpr const char* kValidAliases[] = {
     "postmaster: root\n",
     "postmaster: root\nroot: alice",
     "MAILER-DAEMON: postmaster\n",
-    "staff: alice, bob@example.net,\n"
-    "  # a comment between continuation lines\n"
-    "\t\"|/usr/local/bin/ticket --queue staff, urgent\",\n"
-    "       /var/log/staff-mail, :include:/etc/mail/staff.list,\n",
+    ("staff: alice, bob@example.net,\n"
+     "  # a comment between continuation lines\n"
+     "\t\"|/usr/local/bin/ticket --queue staff, urgent\",\n"
+     "       /var/log/staff-mail, :include:/etc/mail/staff.list,\n"),
     "loop: \\loop, \"\\\\root\"\n",
     "list+x: a\n",
 };
