@@ -48,7 +48,9 @@ Status check_traversable(const std::string& path) {
         if (next == std::string::npos) next = path.size();
         prefix = path.substr(0, next);
         pos = next;
-        if (prefix.empty()) continue;
+        // The directory itself is its owner's business (the spool is 0710);
+        // only the way to it must be open.
+        if (prefix.empty() || next == path.size()) continue;
         struct stat st;
         if (stat(prefix.c_str(), &st) != 0) {
             if (errno == ENOENT) return {};  // created later, by us, with the right mode

@@ -11,7 +11,8 @@
 
 namespace pbx::master {
 
-// Every ancestor of `path` must let others traverse it (o+x): the programs
+// Every ancestor of `path` (not `path` itself) must let others traverse it
+// (o+x): the programs
 // run as their own users and reach files only by paths they may traverse.
 Status check_traversable(const std::string& path);
 
