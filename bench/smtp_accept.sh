@@ -1,0 +1,339 @@
+#!/bin/bash
+# SMTP acceptance benchmark: Pillarbox against Postfix, in the same run.
+#
+# Both servers listen on their own high port of 127.0.0.1 and are driven by
+# Postfix's smtp-source: 2 KB messages, one new connection per message, with
+# 20 parallel sessions and with 1 session. What is measured is durable
+# acceptance: a 250 to the final dot only after the message is on disk
+# (Pillarbox: message, envelope and queue directory fsynced; Postfix: the queue
+# file fsynced by cleanup(8)). Postfix delivers to its `discard` transport, so
+# it does its usual queue work but writes no mailbox; Pillarbox has no delivery
+# agents running, so its queue only grows, and each of its runs starts from a
+# fresh, empty spool. The figure that matters is the ratio of the two rates in
+# the same run (see bench/README.md), never an absolute rate.
+#
+# Run as root from anywhere:   bench/smtp_accept.sh
+# Environment (all optional):
+#   N_MULTI=2000   messages in each 20-session run
+#   N_SINGLE=500   messages in each 1-session run
+#   SESSIONS=20    the parallel session count
+#   RUNS=3         runs per side and session count (alternating; median kept)
+#   PBX_PORT=52525 PF_PORT=52526   listening ports
+#   BUILD=build-bench              Pillarbox release build directory (made here)
+#   KEEP=1         keep the work directory (logs, configs) for inspection
+#   PBX_LOG=1      run pillarbox-master with -f (log to a file: costs Pillarbox
+#                  a write per log line that Postfix, without syslog here, skips)
+set -euo pipefail
+
+N_MULTI=${N_MULTI:-2000}
+N_SINGLE=${N_SINGLE:-500}
+SESSIONS=${SESSIONS:-20}
+RUNS=${RUNS:-3}
+PBX_PORT=${PBX_PORT:-52525}
+PF_PORT=${PF_PORT:-52526}
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-build-bench}
+case $BUILD in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
+DOMAIN=bench.test
+RCPT=user@$DOMAIN
+SENDER=sender@$DOMAIN
+
+die() {
+    echo "smtp_accept.sh: $*" >&2
+    exit 1
+}
+log() { echo "== $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (pillarbox-master and postfix need it)"
+
+# ---- Postfix from Debian, never left running as the system MTA ---------------
+
+if ! command -v smtp-source >/dev/null || ! command -v postfix >/dev/null; then
+    log "installing postfix"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix >/dev/null ||
+        die "apt-get install postfix failed"
+fi
+# The package may have started the system instance (on port 25, /etc/postfix):
+# stop it so that only our own instance runs. There is no systemd here, but
+# stop it through systemd too where there is one.
+if [ -d /run/systemd/system ]; then
+    systemctl disable --now postfix >/dev/null 2>&1 || true
+fi
+if postfix status >/dev/null 2>&1; then
+    log "stopping the system postfix instance"
+    postfix stop >/dev/null 2>&1 || true
+fi
+PF_VERSION=$(postconf -h mail_version)
+
+# ---- Pillarbox release build ---------------------------------------------------
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+    log "meson setup $BUILD (release)"
+    meson setup "$BUILD" "$SRC" --buildtype=release -Dtests=false >/dev/null ||
+        die "meson setup failed"
+fi
+# A sanitizer or debug build would measure the instrumentation, not Pillarbox.
+BUILD_TYPE=$(meson introspect --buildoptions "$BUILD" | python3 -c '
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+print(o["buildtype"], o["b_sanitize"])')
+[ "$BUILD_TYPE" = "release none" ] ||
+    die "$BUILD is not a plain release build ($BUILD_TYPE); use another BUILD="
+log "building Pillarbox in $BUILD"
+ninja -C "$BUILD" -j2 master/pillarbox-master smtpd/smtpd authd/authd \
+    queue-manager/queue-manager >/dev/null || die "build failed (ninja -C $BUILD)"
+"$SRC/packaging/create-users.sh" >/dev/null
+
+WORK=$(mktemp -d /var/tmp/pbx-bench.XXXXXX)
+chmod 755 "$WORK"
+PBX_MASTER_PID=
+cleanup() {
+    if [ -n "$PBX_MASTER_PID" ]; then
+        kill -TERM "$PBX_MASTER_PID" 2>/dev/null || true
+        wait "$PBX_MASTER_PID" 2>/dev/null || true
+    fi
+    postfix -c "$WORK/postfix/etc" stop >/dev/null 2>&1 || true
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+# Waits until 127.0.0.1:$1 accepts a connection (at most 30 s).
+wait_port() {
+    local i
+    for i in $(seq 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---- the Pillarbox instance -----------------------------------------------------
+
+P=$WORK/pillarbox
+mkdir -p "$P/libexec" "$P/tls" "$P/mail/user/Maildir"/{cur,new,tmp}
+chmod 755 "$P" "$P/libexec" "$P/tls"
+chown -R pbx-vmail:pbx-vmail "$P/mail/user"
+for prog in authd queue-manager smtpd; do
+    ln -s "$BUILD/$prog/$prog" "$P/libexec/$prog"
+done
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$P/tls/key.pem" -out "$P/tls/cert.pem" 2>/dev/null
+chmod 600 "$P/tls/key.pem"
+hash=$(echo bench | openssl passwd -6 -stdin)
+printf 'user:%s:%d:%d:%s:%s/Maildir/\n' "$hash" "$(id -u pbx-vmail)" "$(id -g pbx-vmail)" \
+    "$P/mail/user" "$P/mail/user" >"$P/users"
+printf 'postmaster: user\n' >"$P/aliases"
+chown root:pbx-auth "$P/users" "$P/aliases"
+chmod 640 "$P/users" "$P/aliases"
+cat >"$P/pillarbox.conf" <<EOF
+# written by bench/smtp_accept.sh
+myhostname = mail.$DOMAIN
+domains = $DOMAIN
+runtime_dir = $P/run
+spool_dir = $P/spool
+program_dir = $P/libexec
+users_file = $P/users
+aliases_file = $P/aliases
+tls_cert_file = $P/tls/cert.pem
+tls_key_file = $P/tls/key.pem
+trusted_networks =
+smtp_listen = 127.0.0.1:$PBX_PORT
+submission_listen =
+submissions_listen =
+pop3_listen =
+pop3s_listen =
+imap_listen =
+imaps_listen =
+local_delivery_enable = no
+remote_delivery_enable = no
+# smtp-source opens up to 20 sessions at once from 127.0.0.1, the default
+# per-client limit; Postfix exempts \$mynetworks from its own limit.
+smtpd_max_connections_per_ip = 100
+EOF
+
+pbx_start() {
+    rm -rf "$P/spool" "$P/run"
+    install -d -m 700 -o pbx-queue -g pbx-queue "$P/spool"
+    local flags=()
+    [ "${PBX_LOG:-0}" = 1 ] && flags=(-f)
+    "$BUILD/master/pillarbox-master" "${flags[@]}" -c "$P/pillarbox.conf" \
+        >>"$P/master.log" 2>&1 </dev/null &
+    PBX_MASTER_PID=$!
+    wait_port "$PBX_PORT" || die "Pillarbox does not accept on port $PBX_PORT (log: $P/master.log)"
+    # The port is bound by the master before its children run: wait for the
+    # greeting, which needs smtpd.
+    local i
+    for i in $(seq 100); do
+        if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PBX_PORT; head -c3 <&3" 2>/dev/null |
+            grep -q 220; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "Pillarbox does not greet on port $PBX_PORT (log: $P/master.log)"
+}
+
+pbx_stop() {
+    kill -TERM "$PBX_MASTER_PID"
+    wait "$PBX_MASTER_PID" || true
+    PBX_MASTER_PID=
+}
+
+pbx_queued() {
+    find "$P/spool/queue" -maxdepth 1 -name '*.env' | wc -l
+}
+
+# ---- the Postfix instance -------------------------------------------------------
+
+F=$WORK/postfix
+mkdir -p "$F/etc" "$F/data"
+chown postfix "$F/data"
+cat >"$F/etc/main.cf" <<EOF
+# written by bench/smtp_accept.sh
+compatibility_level = 3.6
+queue_directory = $F/spool
+data_directory = $F/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mail.$DOMAIN
+mydomain = $DOMAIN
+myorigin = $DOMAIN
+mydestination = $DOMAIN
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+local_recipient_maps =
+alias_maps =
+alias_database =
+smtpd_banner = \$myhostname ESMTP
+biff = no
+# Deliver nothing: everything goes to discard(8), after the queue file was
+# fsynced by cleanup(8) and before any mailbox write.
+default_transport = discard
+local_transport = discard
+relay_transport = discard
+virtual_transport = discard
+EOF
+# Only what the SMTP path and the queue need; no chroot (Pillarbox's smtpd
+# chroots, but a chroot costs nothing per message).
+cat >"$F/etc/master.cf" <<EOF
+# written by bench/smtp_accept.sh
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix n - n 60 1 pickup
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+tlsmgr    unix - - n 1000? 1 tlsmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+smtp      unix - - n - - smtp
+relay     unix - - n - - smtp
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+local     unix - n n - - local
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+EOF
+
+pf_start() {
+    rm -rf "$F/spool"
+    mkdir -p "$F/spool"
+    postfix -c "$F/etc" check >/dev/null 2>&1 || true  # creates the queue directories
+    postfix -c "$F/etc" start >/dev/null 2>&1 || die "postfix -c $F/etc start failed"
+    wait_port "$PF_PORT" || die "Postfix does not accept on port $PF_PORT"
+}
+
+pf_stop() {
+    postfix -c "$F/etc" stop >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 100); do
+        [ -f "$F/spool/pid/master.pid" ] || return 0
+        kill -0 "$(tr -d ' ' <"$F/spool/pid/master.pid")" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
+
+# Files still in Postfix's queue (not yet discarded).
+pf_queued() {
+    find "$F/spool/incoming" "$F/spool/active" "$F/spool/deferred" "$F/spool/maildrop" \
+        -type f 2>/dev/null | wc -l
+}
+
+# ---- the runs -------------------------------------------------------------------
+
+# run_source PORT SESSIONS COUNT: prints the wall-clock seconds smtp-source took.
+# Without -d, smtp-source disconnects after each message: one connection each.
+run_source() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    smtp-source -s "$2" -l 2048 -m "$3" -f "$SENDER" -t "$RCPT" -M client.$DOMAIN \
+        "127.0.0.1:$1" >"$WORK/source.out" 2>&1 ||
+        die "smtp-source against port $1 failed: $(tail -3 "$WORK/source.out")"
+    t1=$(date +%s.%N)
+    echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date +%s)
+
+for sessions in "$SESSIONS" 1; do
+    if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
+    for run in $(seq "$RUNS"); do
+        # Alternate which side goes first so that neither always gets the
+        # warmer (or the quieter) half of the machine's time.
+        if [ $((run % 2)) = 1 ]; then order="pillarbox postfix"; else order="postfix pillarbox"; fi
+        for side in $order; do
+            if [ "$side" = pillarbox ]; then
+                pbx_start
+                secs=$(run_source "$PBX_PORT" "$sessions" "$n")
+                queued=$(pbx_queued)
+                pbx_stop
+                [ "$queued" = "$n" ] || die "Pillarbox lost mail: $n accepted, $queued envelopes in queue/"
+            else
+                pf_start
+                secs=$(run_source "$PF_PORT" "$sessions" "$n")
+                queued="-"
+                pf_stop
+            fi
+            rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
+            printf '%s %s %s %s %s %s %s\n' "$sessions" "$n" "$run" "$side" "$secs" "$rate" \
+                "$queued" >>"$RESULTS"
+            printf '%-9s sessions=%-2s run=%s messages=%-5s %8.3f s %8.1f msg/s  queue/*.env=%s load=%s\n' \
+                "$side" "$sessions" "$run" "$n" "$secs" "$rate" "$queued" \
+                "$(cut -d' ' -f1 /proc/loadavg)" >&2
+        done
+    done
+done
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')   nproc: $(nproc)   load average before: $LOAD_BEFORE   after: $LOAD_AFTER"
+echo "postfix $PF_VERSION; Pillarbox $(git -C "$SRC" describe --always --dirty 2>/dev/null || echo '?') ($BUILD, release); $RUNS runs per side, median; $(($(date +%s) - START)) s in all"
+echo
+printf '| sessions | messages | Pillarbox msg/s | Postfix msg/s | ratio | Pillarbox queue/*.env after each run |\n'
+printf '|---:|---:|---:|---:|---:|---|\n'
+for sessions in "$SESSIONS" 1; do
+    if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
+    pbx=$(awk -v s="$sessions" '$1 == s && $4 == "pillarbox" { print $6 }' "$RESULTS" | median)
+    pf=$(awk -v s="$sessions" '$1 == s && $4 == "postfix" { print $6 }' "$RESULTS" | median)
+    envs=$(awk -v s="$sessions" '$1 == s && $4 == "pillarbox" { printf "%s%s", sep, $7; sep = ", " }' "$RESULTS")
+    ratio=$(awk -v a="$pbx" -v b="$pf" 'BEGIN { printf "%.2f", a / b }')
+    printf '| %s | %s | %s | %s | %s | %s (of %s) |\n' "$sessions" "$n" "$pbx" "$pf" "$ratio" "$envs" "$n"
+done
+echo
+echo "all runs (sessions messages run side seconds msg/s envelopes):"
+sed 's/^/    /' "$RESULTS"
