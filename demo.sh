@@ -20,6 +20,7 @@
 #   PBX_DEMO_DIR          instance directory (default: demo)
 #   PBX_DEMO_RUNTIME_DIR  runtime directory (default: /run/pillarbox-demo)
 #   PBX_JOBS              parallel compile jobs (default: the number of CPUs)
+#   PBX_DEMO_SKIP_BUILD=1 use the build directory as it is (no meson/ninja)
 #
 # The programs other than the master run as unprivileged users, so the
 # instance must sit where any user may traverse. When demo/ is not (the tree
@@ -79,14 +80,18 @@ die() {
 # 1. Packages.
 packaging/install-deps.sh || die "could not install the build dependencies"
 
-# 2. Build.
-if [ ! -f "$BUILD/build.ninja" ]; then
+# 2. Build (PBX_DEMO_SKIP_BUILD=1: use the build as it is; the tests do).
+if [ "${PBX_DEMO_SKIP_BUILD:-0}" = 1 ]; then
+    [ -d "$BUILD" ] || die "$BUILD does not exist"
+elif [ ! -f "$BUILD/build.ninja" ]; then
     say "configuring $BUILD"
     meson setup "$BUILD" --buildtype=debugoptimized -Dtests=false >/dev/null ||
         die "meson setup failed (see $BUILD/meson-logs/meson-log.txt)"
 fi
-say "building in $BUILD"
-ninja -C "$BUILD" -j "${PBX_JOBS:-$(nproc)}" || die "the build failed (see the errors above)"
+if [ "${PBX_DEMO_SKIP_BUILD:-0}" != 1 ]; then
+    say "building in $BUILD"
+    ninja -C "$BUILD" -j "${PBX_JOBS:-$(nproc)}" || die "the build failed (see the errors above)"
+fi
 
 # 3. Users.
 packaging/create-users.sh
@@ -121,7 +126,8 @@ VMAIL_UID=$(id -u pbx-vmail)
 VMAIL_GID=$(id -g pbx-vmail)
 
 install -d -m 0755 -o root -g root "$INSTANCE" "$INSTANCE/tls" "$INSTANCE/mail" "$RUNTIME_DIR"
-install -d -m 0700 -o pbx-queue -g pbx-queue "$INSTANCE/spool"
+# The spool as pillarbox-spool(5) wants it (its subdirectories come at start).
+install -d -m 0710 -o pbx-queue -g pbx-drop "$INSTANCE/spool"
 
 if [ ! -s "$INSTANCE/tls/cert.pem" ] || [ ! -s "$INSTANCE/tls/key.pem" ]; then
     say "creating a self-signed certificate for localhost and $DOMAIN"
@@ -250,7 +256,7 @@ Try it, from another terminal:
   python3 -c 'import poplib,ssl; p=poplib.POP3_SSL("127.0.0.1",10995,context=ssl._create_unverified_context()); p.user("bob"); p.pass_("$PASSWORD"); print(p.stat())'
   openssl s_client -connect 127.0.0.1:10993 -quiet -crlf   # then: a LOGIN bob $PASSWORD
   # the supervisor
-  PBX_CONFIG=$CONF $TOOL status
+  $TOOL -c $CONF status
 EOT
 
 if [ "$NO_RUN" = 1 ]; then

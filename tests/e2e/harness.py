@@ -26,6 +26,8 @@ Module functions
                            certificate made once per run
     password_hash(pw)      sha512-crypt hash (openssl passwd -6), cached
     ensure_users()         runs packaging/create-users.sh when a user is missing
+    reachable_program(p)   p, or a copy of it that unprivileged users can
+                           execute when the build tree is out of their reach
     proc_status(pid)       /proc/PID/status as a dict ("Uid" -> "0 0 0 0", ...)
     proc_name(pid)         program name of a process (argv[0] basename)
 
@@ -85,7 +87,7 @@ timeouts, for slow machines).
 """
 
 import atexit
-import errno
+import grp
 import os
 import pwd
 import re
@@ -99,7 +101,8 @@ import time
 
 __all__ = [
     "Instance", "StartupError", "source_dir", "build_dir", "program", "schema_keys",
-    "free_port", "tls_files", "password_hash", "ensure_users", "proc_status", "proc_name",
+    "free_port", "tls_files", "password_hash", "ensure_users", "reachable_program",
+    "proc_status", "proc_name",
     "SYSTEM_USERS", "SYSTEM_GROUPS", "LISTENERS", "PROGRAMS",
 ]
 
@@ -257,7 +260,7 @@ def _traversable(path):
 _program_copies = {}
 
 
-def _reachable_program(path):
+def reachable_program(path):
     """path itself when unprivileged users can reach it, else a copy in the
     per-run directory (the master executes sessions as the mail user, and the
     build tree may sit under /root in CI)."""
@@ -276,6 +279,9 @@ def _reachable_program(path):
 def _read(path, binary=False):
     with open(path, "rb" if binary else "r") as f:
         return f.read()
+
+
+_reachable_program = reachable_program  # the old name
 
 
 def proc_status(pid):
@@ -362,13 +368,15 @@ class Instance:
         q = pwd.getpwnam("pbx-queue")
         v = pwd.getpwnam("pbx-vmail")
         auth = pwd.getpwnam("pbx-auth")
-        os.mkdir(self.spool_dir, 0o700)
-        os.chown(self.spool_dir, q.pw_uid, q.pw_gid)
+        # As pillarbox-spool(5) wants it; the subdirectories come at start.
+        os.mkdir(self.spool_dir)
+        os.chown(self.spool_dir, q.pw_uid, grp.getgrnam("pbx-drop").gr_gid)
+        os.chmod(self.spool_dir, 0o710)
         os.mkdir(self.libexec_dir, 0o755)
         for name, sub in PROGRAMS.items():
             path = program(name)
             if path:
-                os.symlink(_reachable_program(path), os.path.join(self.libexec_dir, name))
+                os.symlink(reachable_program(path), os.path.join(self.libexec_dir, name))
         cert, key = tls_files()
         tls = os.path.join(self.dir, "tls")
         os.mkdir(tls, 0o755)
