@@ -359,3 +359,107 @@ done
 echo
 echo "all runs (sessions messages run side seconds msg/s envelopes):"
 sed 's/^/    /' "$RESULTS"
+
+[ "${PROFILE:-0}" = 1 ] || exit 0
+
+# ---- PROFILE=1: where the time goes (untimed runs, not part of the table) -------
+
+# tree_pids ROOT: ROOT and every process below it.
+tree_pids() {
+    local frontier=$1 next p c
+    echo "$1"
+    while [ -n "$frontier" ]; do
+        next=
+        for p in $frontier; do
+            for c in $(pgrep -P "$p"); do
+                echo "$c"
+                next="$next $c"
+            done
+        done
+        frontier=$next
+    done
+}
+
+# tree_ticks ROOT: CPU clock ticks (user + system, reaped children included)
+# of the process tree.
+tree_ticks() {
+    local p total=0 f
+    for p in $(tree_pids "$1"); do
+        f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        # shellcheck disable=SC2086
+        set -- $f
+        total=$((total + ${12} + ${13} + ${14} + ${15}))
+    done
+    echo "$total"
+}
+
+side_start() {
+    if [ "$1" = pillarbox ]; then
+        pbx_start
+        ROOT=$PBX_MASTER_PID PORT=$PBX_PORT
+    else
+        pf_start
+        ROOT=$(tr -d ' ' <"$PF_SPOOL/pid/master.pid") PORT=$PF_PORT
+    fi
+}
+side_stop() { if [ "$1" = pillarbox ]; then pbx_stop; else pf_stop; fi; }
+
+# profile SIDE SESSIONS COUNT: one run measuring CPU time per message, then one
+# under strace counting the fsyncs per message and their latency, by kind of file.
+profile() {
+    local side=$1 sessions=$2 n=$3 t0 t1 secs out=$WORK/strace.$1.$2 args=() p st
+    side_start "$side"
+    t0=$(tree_ticks "$ROOT")
+    secs=$(run_source "$PORT" "$sessions" "$n")
+    sleep 1 # Postfix's discard of the last messages belongs to the run
+    t1=$(tree_ticks "$ROOT")
+    awk -v side="$side" -v s="$sessions" -v n="$n" -v secs="$secs" -v a="$t0" -v b="$t1" \
+        -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            printf "%-9s sessions=%-2s %5d messages: %7.1f msg/s, CPU %.2f ms/message (all its processes)\n",
+                side, s, n, n / secs, (b - a) * 1000 / hz / n }'
+    side_stop "$side"
+
+    side_start "$side"
+    for p in $(tree_pids "$ROOT"); do args+=(-p "$p"); done
+    strace -f -qq -y -T -e trace=fsync,fdatasync,syncfs,sync -o "$out" "${args[@]}" &
+    st=$!
+    sleep 1
+    secs=$(run_source "$PORT" "$sessions" "$n")
+    kill -INT "$st"
+    wait "$st" || true
+    side_stop "$side"
+    echo "$side, under strace:"
+    # fsync(10</path/to/file>) = 0 <0.001234>: the kind of file from its path;
+    # then per kind, latencies sorted, for the median and the 90th percentile.
+    awk '/fsync|sync\(/ {
+            path = $0; sub(/^[^<]*</, "", path); sub(/>.*/, "", path)
+            lat = $NF; gsub(/[<>]/, "", lat)
+            if (path ~ /\.env\.tmp/) kind = "envelope-file"
+            else if (path ~ /\/(queue|incoming|active|deferred)$/) kind = "directory"
+            else kind = "message-file"
+            print kind, lat
+        }' "$out" | sort -k1,1 -k2,2g | awk -v side="$side" -v n="$n" -v secs="$secs" '
+        function flush() {
+            if (m == 0) return
+            i90 = int(m * 0.9)
+            if (i90 < 1) i90 = 1
+            printf "          %-14s %5d calls (%.2f/message)  mean %.2f ms  median %.2f ms  p90 %.2f ms\n",
+                kind, m, m / n, sum * 1000 / m, v[int((m + 1) / 2)] * 1000, v[i90] * 1000
+        }
+        $1 != kind { flush(); kind = $1; m = 0; sum = 0 }
+        { v[++m] = $2; sum += $2; total += $2; calls++ }
+        END {
+            flush()
+            printf "          all: %d fsync calls, %.2f per message, %.1f s in fsync of the %.1f s run (%.1f msg/s under strace)\n",
+                calls, calls / n, total, secs, n / secs
+        }'
+}
+
+echo
+echo "profile (PROFILE=1; untimed runs, figures under strace are slowed by it):"
+for sessions in "$SESSIONS" 1; do
+    if [ "$sessions" = 1 ]; then n=$((N_SINGLE < 200 ? N_SINGLE : 200)); else n=$((N_MULTI < 400 ? N_MULTI : 400)); fi
+    for side in pillarbox postfix; do
+        profile "$side" "$sessions" "$n"
+    done
+done
