@@ -1,0 +1,335 @@
+#include "queue-manager/queue_manager.hpp"
+
+#include <pwd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "common/ipc/peers.hpp"
+#include "common/log.hpp"
+#include "queue-manager/listing.hpp"
+#include "queue-manager/pickup.hpp"
+#include "queue-manager/recovery.hpp"
+
+namespace pbx::qm {
+namespace {
+
+// A drop-helper temp file this old belongs to a helper that died mid-write.
+constexpr std::chrono::seconds kMaildropTempMaxAge{3600};
+// The scheduler's timer never sleeps longer than this (a safety net: every
+// change of the queue wakes it anyway).
+constexpr std::chrono::seconds kMaxSchedulerSleep{3600};
+
+Seconds now_seconds() {
+    return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+}
+
+std::optional<std::string> user_name_of(uid_t uid) {
+    struct passwd pw {};
+    struct passwd* result = nullptr;
+    char buf[4096];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &result) != 0 || result == nullptr)
+        return std::nullopt;
+    return std::string(pw.pw_name);
+}
+
+std::string system_host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+    return buf;
+}
+
+std::string client_of(const spool::Envelope& env) {
+    if (env.origin == spool::Origin::Sendmail) return "uid=" + std::to_string(env.origin_uid);
+    return "client=" +
+           (env.client_hostname.empty() ? std::string("unknown") : env.client_hostname) + "[" +
+           env.client_address + "]";
+}
+
+timeval to_timeval(std::chrono::seconds s) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(s.count());
+    return tv;
+}
+
+}  // namespace
+
+Settings Settings::from_config(const config::Config& cfg) {
+    Settings s;
+    s.runtime_dir = cfg.str("runtime_dir");
+    s.spool_dir = cfg.str("spool_dir");
+    s.policy.myhostname = cfg.str("myhostname");
+    if (s.policy.myhostname.empty()) s.policy.myhostname = system_host_name();
+    s.policy.domains = cfg.list("domains");
+    s.policy.trusted_users = cfg.list("trusted_users");
+    s.policy.user_name = user_name_of;
+    s.limits.max_message_size = cfg.size("message_size_limit");
+    s.maildrop.max_message_size = cfg.size("message_size_limit");
+    s.scheduler.policy = RetryPolicy::from_config(cfg);
+    s.scheduler.local_domains = s.policy.domains;
+    s.scheduler.local_domains.push_back(s.policy.myhostname);
+    return s;
+}
+
+QueueManager::QueueManager(event_base* base, Settings settings,
+                           std::unique_ptr<DeliveryAgents> agents)
+    : base_(base),
+      settings_(std::move(settings)),
+      store_(spool::SpoolPaths(settings_.spool_dir)),
+      agents_(std::move(agents)) {
+    rc_.myhostname = settings_.policy.myhostname;
+}
+
+QueueManager::~QueueManager() {
+    server_.reset();
+    sessions_.clear();   // open transactions remove their incoming files
+    committer_.reset();  // finishes the wave in progress
+}
+
+Result<std::unique_ptr<QueueManager>> QueueManager::start(event_base* base, Settings settings,
+                                                          ipc::PeerTable peers,
+                                                          std::unique_ptr<DeliveryAgents> agents) {
+    if (!agents) agents = std::make_unique<SocketAgents>(settings.runtime_dir);
+    std::unique_ptr<QueueManager> qm(
+        new QueueManager(base, std::move(settings), std::move(agents)));
+    if (auto s = qm->recover(); !s) return Err{s.error()};
+    auto committer = GroupCommitter::create(
+        base, qm->store_.paths(), [p = qm.get()](CommitJob&& j) { p->commit_done(std::move(j)); });
+    if (!committer) return Err{committer.error()};
+    qm->committer_ = std::move(committer).value();
+    qm->scheduler_ =
+        std::make_unique<Scheduler>(qm->store_, *qm->agents_, qm->settings_.scheduler, now_seconds);
+    qm->scheduler_->set_on_change([p = qm.get()] { p->wake_scheduler(); });
+    if (auto s = qm->start_timers(); !s) return Err{s.error()};
+    if (auto s = qm->listen(std::move(peers)); !s) return Err{s.error()};
+    qm->scan_maildrop();
+    qm->wake_scheduler();
+    return qm;
+}
+
+Status QueueManager::recover() {
+    auto report = recover_spool(store_.paths(), settings_.limits.envelope);
+    if (!report) return fail("recovery: " + report.error().message);
+    for (const auto& rel : report->removed) log::info("recovery: removed ", rel);
+    for (const auto& m : report->corrupted)
+        log::warn("recovery: moved ", m.from, " to ", m.to, ": ", m.reason);
+    for (const auto& e : report->errors) log::error("recovery: ", e);
+    size_t held = 0;
+    for (auto& le : report->entries) {
+        held += le.held ? 1 : 0;
+        Seconds due = Scheduler::due_of(le.env);
+        store_.add(std::move(le.env), le.held, due);
+    }
+    log::info("recovery: ", store_.size(), " message(s) in the queue, ", held, " held");
+    return {};
+}
+
+Status QueueManager::listen(ipc::PeerTable peers) {
+    std::string path = ipc::socket_path(settings_.runtime_dir, ipc::Channel::Enqueue);
+    auto fd = ipc::listen_unix(path, 0666);
+    if (!fd) return fail("listen on " + path + ": " + fd.error().message);
+    server_ = std::make_unique<ipc::Server>(
+        base_, std::move(fd).value(), ipc::Channel::Enqueue, std::move(peers),
+        [this](UniqueFd client, const ipc::PeerInfo& peer) { accept(std::move(client), peer); });
+    log::info("listening on ", path);
+    return {};
+}
+
+Status QueueManager::start_timers() {
+    schedule_ev_.reset(evtimer_new(base_, &QueueManager::on_schedule_cb, this));
+    rescan_ev_.reset(event_new(base_, -1, EV_PERSIST, &QueueManager::on_rescan_cb, this));
+    if (!schedule_ev_ || !rescan_ev_) return fail("cannot create timers");
+    timeval every = to_timeval(settings_.maildrop_rescan);
+    if (event_add(rescan_ev_.get(), &every) != 0) return fail("cannot start the maildrop timer");
+    // inotify makes pickup immediate; the timer alone would still find
+    // everything (a wake-up is only a hint, DESIGN §3).
+    inotify_fd_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (inotify_fd_ && inotify_add_watch(inotify_fd_.get(), store_.paths().maildrop.c_str(),
+                                         IN_MOVED_TO | IN_CLOSE_WRITE) >= 0) {
+        inotify_ev_.reset(event_new(base_, inotify_fd_.get(), EV_READ | EV_PERSIST,
+                                    &QueueManager::on_inotify_cb, this));
+        if (!inotify_ev_ || event_add(inotify_ev_.get(), nullptr) != 0) inotify_ev_.reset();
+    }
+    if (!inotify_ev_)
+        log::warn("no inotify watch on maildrop/; picking up every ",
+                  settings_.maildrop_rescan.count(), "s only");
+    return {};
+}
+
+ReceivedContext QueueManager::received_context() const {
+    ReceivedContext rc = rc_;
+    rc.when = std::time(nullptr);
+    rc.utc_offset_minutes = local_utc_offset_minutes(rc.when);
+    return rc;
+}
+
+void QueueManager::accept(UniqueFd fd, const ipc::PeerInfo& peer) {
+    if (sessions_.size() >= settings_.max_sessions) {
+        log::warn("enqueue: ", sessions_.size(), " sessions already; refusing uid ", peer.uid);
+        return;
+    }
+    uint64_t token = next_token_++;
+    auto& slot = sessions_[token];
+    slot = std::make_unique<Session>(*this, token, peer);
+    slot->start(base_, std::move(fd));
+}
+
+void QueueManager::close_session(uint64_t session) {
+    sessions_.erase(session);
+}
+
+void QueueManager::commit(CommitJob job, const spool::Envelope& env, uint64_t session) {
+    uint64_t token = next_token_++;
+    job.token = token;
+    pending_[token] = PendingCommit{env, session, {}};
+    committer_->submit(std::move(job));
+}
+
+void QueueManager::commit_done(CommitJob&& job) {
+    auto it = pending_.find(job.token);
+    if (it == pending_.end()) return;  // cannot happen: every job is registered
+    PendingCommit pc = std::move(it->second);
+    pending_.erase(it);
+    const spool::Envelope& env = pc.env;
+    Refusal refusal;
+    if (job.result) {
+        log::info(env.id.str(), ": from=<", env.sender, ">, size=", env.size,
+                  ", nrcpt=", env.recipients.size(), ", ", client_of(env),
+                  pc.session == 0 ? ", maildrop" : "");
+        store_.add(env, false, Scheduler::due_of(env));
+        if (pc.session == 0) {
+            std::string path = store_.paths().maildrop_file(pc.maildrop_name);
+            if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                log::error(env.id.str(), ": cannot remove ", path, ": ", std::strerror(errno),
+                           " (it will be queued again)");
+            log::info(env.id.str(), ": picked up maildrop/", pc.maildrop_name.str());
+        }
+        wake_scheduler();
+    } else {
+        log::error(env.id.str(), ": commit failed: ", job.result.error().message);
+        refusal = io_refusal(job.result.error());
+    }
+    if (pc.session == 0) {
+        picking_up_.erase(pc.maildrop_name);
+        return;
+    }
+    auto s = sessions_.find(pc.session);
+    if (s == sessions_.end()) {
+        if (job.result) log::info(env.id.str(), ": queued, but the client went away meanwhile");
+        return;
+    }
+    s->second->commit_done(env.id, job.result, refusal);
+}
+
+void QueueManager::maildrop_to_corrupt(const std::string& name, const std::string& reason) {
+    auto moved = spool::move_to_corrupt(store_.paths(), "maildrop/" + name);
+    if (moved)
+        log::warn("maildrop/", name, ": ", reason, "; moved to ", *moved);
+    else
+        log::error("maildrop/", name, ": ", reason,
+                   "; cannot move it to corrupt/: ", moved.error().message);
+}
+
+void QueueManager::scan_maildrop() {
+    const std::string& dir = store_.paths().maildrop;
+    auto scan = spool::scan_flat_dir(dir);
+    if (!scan) {
+        log::error("maildrop: ", scan.error().message);
+        return;
+    }
+    for (const spool::QueueId& id : scan->ids)
+        if (!picking_up_.contains(id)) pick_up(id);
+    auto now = std::chrono::system_clock::now();
+    for (const std::string& name : scan->temp_files) {
+        // Usually a helper writing right now; only a stale one is removed.
+        struct stat st {};
+        std::string path = dir + "/" + name;
+        if (::lstat(path.c_str(), &st) != 0) continue;
+        auto mtime = std::chrono::system_clock::from_time_t(st.st_mtime);
+        if (now - mtime < kMaildropTempMaxAge) continue;
+        if (::unlink(path.c_str()) == 0) log::info("maildrop/", name, ": stale temp file removed");
+    }
+    for (const std::string& name : scan->invalid) maildrop_to_corrupt(name, "not a maildrop file");
+}
+
+void QueueManager::pick_up(const spool::QueueId& id) {
+    std::string path = store_.paths().maildrop_file(id);
+    std::string buffer;
+    uid_t owner = 0;
+    auto drop = spool::read_maildrop_file(path, settings_.maildrop, &buffer, &owner);
+    if (!drop) {
+        if (drop.error().code == spool::MaildropErrc::Io) {
+            struct stat st {};
+            if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) return;  // gone meanwhile
+            log::error("maildrop/", id.str(), ": ", drop.error().to_string(), "; will retry");
+            return;
+        }
+        return maildrop_to_corrupt(id.str(), drop.error().to_string());
+    }
+    auto conv = convert_maildrop(*drop, owner, settings_.policy);
+    if (!conv) return maildrop_to_corrupt(id.str(), conv.error().text);
+    TransactionLimits limits = settings_.limits;
+    // The file's size was checked against message_size_limit; CRLF may add
+    // up to one octet per line.
+    limits.max_message_size *= 2;
+    auto txn = Transaction::begin(store_.paths(), std::move(conv->env), limits);
+    if (!txn) {
+        log::error("maildrop/", id.str(), ": ", txn.error().text, "; will retry");
+        return;
+    }
+    ReceivedContext rc = received_context();
+    txn->add_data(conv->message, rc);
+    auto job = txn->finish(rc, 0);
+    if (!job) {
+        if (job.error().temporary) {
+            log::error("maildrop/", id.str(), ": ", job.error().text, "; will retry");
+            return;
+        }
+        return maildrop_to_corrupt(id.str(), job.error().text);
+    }
+    uint64_t token = next_token_++;
+    job->token = token;
+    pending_[token] = PendingCommit{txn->envelope(), 0, id};
+    picking_up_.insert(id);
+    committer_->submit(std::move(job).value());
+}
+
+void QueueManager::wake_scheduler() {
+    if (schedule_soon_ || !schedule_ev_) return;
+    schedule_soon_ = true;
+    timeval zero{};
+    event_add(schedule_ev_.get(), &zero);
+}
+
+void QueueManager::run_scheduler() {
+    schedule_soon_ = false;
+    std::optional<Seconds> next = scheduler_->run();
+    if (schedule_soon_) return;  // something changed during the run: again, soon
+    if (!next) {
+        event_del(schedule_ev_.get());
+        return;
+    }
+    auto wait = std::clamp(*next - now_seconds(), std::chrono::seconds{0}, kMaxSchedulerSleep);
+    timeval tv = to_timeval(wait);
+    event_add(schedule_ev_.get(), &tv);
+}
+
+void QueueManager::on_schedule_cb(evutil_socket_t, short, void* self) noexcept {
+    static_cast<QueueManager*>(self)->run_scheduler();
+}
+
+void QueueManager::on_rescan_cb(evutil_socket_t, short, void* self) noexcept {
+    static_cast<QueueManager*>(self)->scan_maildrop();
+}
+
+void QueueManager::on_inotify_cb(evutil_socket_t fd, short, void* self) noexcept {
+    alignas(inotify_event) char buf[4096];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+    static_cast<QueueManager*>(self)->scan_maildrop();
+}
+
+}  // namespace pbx::qm

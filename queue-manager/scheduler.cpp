@@ -1,0 +1,185 @@
+#include "queue-manager/scheduler.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <map>
+
+#include "common/log.hpp"
+
+namespace pbx::qm {
+namespace {
+
+bool final_state(spool::RcptState s) {
+    return s == spool::RcptState::Delivered || s == spool::RcptState::Failed;
+}
+
+std::string_view status_word(spool::RcptState s) {
+    switch (s) {
+        case spool::RcptState::Delivered:
+            return "sent";
+        case spool::RcptState::Failed:
+            return "bounced";
+        default:
+            return "deferred";
+    }
+}
+
+}  // namespace
+
+Scheduler::Scheduler(QueueStore& store, DeliveryAgents& agents, SchedulerConfig config, Clock clock)
+    : store_(store), agents_(agents), config_(std::move(config)), clock_(std::move(clock)) {}
+
+Seconds Scheduler::due_of(const spool::Envelope& env) {
+    std::optional<Seconds> due;
+    for (const auto& r : env.recipients) {
+        if (final_state(r.state)) continue;
+        if (!due || r.next_attempt < *due) due = r.next_attempt;
+    }
+    return due.value_or(Seconds::max());
+}
+
+bool Scheduler::is_due(const spool::Recipient& r, Seconds now, bool flushed) {
+    if (final_state(r.state)) return false;
+    return flushed || r.next_attempt <= now;
+}
+
+void Scheduler::flush(const spool::QueueId* id) {
+    for (auto& [qid, e] : store_.entries()) {
+        if (id && qid != *id) continue;
+        e.flushed = true;
+        e.due = Seconds{};
+    }
+}
+
+std::optional<Seconds> Scheduler::run() {
+    Seconds now = clock_();
+    // dispatch() may remove entries (through apply() when an agent answers at
+    // once), so walk a list of IDs rather than the map.
+    std::vector<spool::QueueId> ids;
+    for (const auto& [id, e] : store_.entries())
+        if (!e.held && e.in_delivery == 0 && e.due <= now) ids.push_back(id);
+    for (const auto& id : ids)
+        if (Entry* e = store_.find(id)) dispatch(*e, now);
+    std::optional<Seconds> next;
+    for (const auto& [id, e] : store_.entries()) {
+        if (e.held || e.in_delivery > 0 || e.due == Seconds::max()) continue;
+        if (!next || e.due < *next) next = e.due;
+    }
+    return next;
+}
+
+void Scheduler::dispatch(Entry& e, Seconds now) {
+    std::map<Route, std::vector<size_t>> by_route;
+    const auto& rcpts = e.env.recipients;
+    for (size_t i = 0; i < rcpts.size(); ++i)
+        if (is_due(rcpts[i], now, e.flushed))
+            by_route[route_of(rcpts[i].address, config_.local_domains)].push_back(i);
+    e.flushed = false;
+    if (by_route.empty()) {
+        e.due = due_of(e.env);
+        if (e.due <= now) e.due = now + config_.agent_retry;  // nothing due after all
+        return;
+    }
+    spool::QueueId id = e.env.id;
+    std::string msg_path = store_.paths().message_file(id);
+    for (auto& [route, indexes] : by_route) {
+        Entry* cur = store_.find(id);
+        if (!cur) return;
+        UniqueFd fd(::open(msg_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!fd) {
+            log::error(id.str(), ": cannot open ", msg_path, ": ", std::strerror(errno));
+            cur->note = "message file unreadable";
+            cur->due = now + config_.agent_retry;
+            return;
+        }
+        DeliveryRequest req;
+        req.id = id;
+        req.route = route;
+        req.envelope = cur->env;
+        req.recipients = indexes;
+        req.message = std::move(fd);
+        ++cur->in_delivery;
+        Route r = route;
+        agents_.deliver(std::move(req),
+                        [this, id, r](DeliveryReport report) { apply(id, r, std::move(report)); });
+    }
+}
+
+void Scheduler::apply(const spool::QueueId& id, Route route, DeliveryReport report) {
+    Entry* e = store_.find(id);
+    if (!e) return;  // deleted by the administrator meanwhile
+    if (e->in_delivery > 0) --e->in_delivery;
+    Seconds now = clock_();
+    if (report.unavailable) {
+        if (e->note != report.reason)
+            log::info(id.str(), ": ", to_string(route), " delivery postponed: ", report.reason);
+        e->note = report.reason;
+        if (e->in_delivery == 0) e->due = now + config_.agent_retry;
+        if (on_change_) on_change_();
+        return;
+    }
+    e->note.clear();
+    auto& env = e->env;
+    for (const RecipientResult& res : report.results) {
+        if (res.index >= env.recipients.size()) {
+            log::error(id.str(), ": delivery agent answered for an unknown recipient");
+            continue;
+        }
+        spool::Recipient& r = env.recipients[res.index];
+        ++r.attempts;
+        r.last_attempt = now;
+        r.last_reply = spool::sanitize_reply(res.reply);
+        std::string status_note;
+        switch (res.outcome) {
+            case Outcome::Delivered:
+                r.state = spool::RcptState::Delivered;
+                r.next_attempt = Seconds{};
+                break;
+            case Outcome::Failed:
+                r.state = spool::RcptState::Failed;
+                r.next_attempt = Seconds{};
+                break;
+            case Outcome::Deferred: {
+                NextAttempt na = next_attempt(env.arrival, r.attempts, now, config_.policy);
+                if (na.expired) {
+                    r.state = spool::RcptState::Failed;
+                    r.last_reply = spool::sanitize_reply("4.4.7 message expired: " + res.reply);
+                    r.next_attempt = Seconds{};
+                    status_note = " (expired)";
+                } else {
+                    r.state = spool::RcptState::Deferred;
+                    r.next_attempt = na.at;
+                }
+                break;
+            }
+        }
+        log::info(id.str(), ": to=<", r.address,
+                  ">, relay=", res.relay.empty() ? to_string(route) : res.relay,
+                  ", delay=", (now - env.arrival).count(), ", status=", status_word(r.state),
+                  status_note, " (", r.last_reply, ")");
+    }
+    bool done = std::all_of(env.recipients.begin(), env.recipients.end(),
+                            [](const spool::Recipient& r) { return final_state(r.state); });
+    if (done && e->in_delivery == 0) {
+        size_t failed =
+            std::count_if(env.recipients.begin(), env.recipients.end(),
+                          [](const auto& r) { return r.state == spool::RcptState::Failed; });
+        if (failed > 0)
+            log::warn(id.str(), ": ", failed,
+                      " recipient(s) failed; delivery status notifications are not implemented "
+                      "yet, no bounce sent to <",
+                      env.sender, ">");
+        if (auto s = store_.remove(id); !s)
+            log::error(id.str(), ": cannot remove: ", s.error().message);
+        else
+            log::info(id.str(), ": removed");
+    } else {
+        if (auto s = store_.save(id); !s)
+            log::error(id.str(), ": cannot update the envelope: ", s.error().message);
+        if (e->in_delivery == 0) e->due = due_of(env);
+    }
+    if (on_change_) on_change_();
+}
+
+}  // namespace pbx::qm
