@@ -22,6 +22,13 @@ struct Reply {
     std::chrono::milliseconds delay{0};  // hold the reply this long (failure delays)
 };
 
+// Alias expansion for `resolve` (local-delivery): bounded, so that one
+// recipient cannot make authd walk or answer without end.
+struct ExpandLimits {
+    int max_depth = 10;          // nested aliases
+    size_t max_mailboxes = 100;  // final mailboxes of one recipient (fits a frame)
+};
+
 class Handler {
   public:
     Handler(auth::ResolverSettings settings, Database& db, const auth::SystemUsers& system,
@@ -39,6 +46,7 @@ class Handler {
     Reply domain(const ipc::Message& m);
     Reply rcpt(const ipc::Message& m, auth::Clock::time_point now);
     Reply verify(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
+    Reply resolve(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
 
     auth::ResolverSettings settings_;
     Database& db_;

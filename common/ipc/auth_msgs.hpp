@@ -12,6 +12,14 @@
 //       status: ok | fail | tempfail. Failures are answered late (growing
 //       delays per client address and per user) whatever the caller does, and
 //       never say whether the user exists.
+//   resolve{id, address}        → resolve_result{id, status, reason?, mailboxes...}
+//       where should mail for this recipient be stored? (local-delivery only)
+//       Aliases are expanded to the final users (nested, depth-limited, loops
+//       detected). status: found | unknown | tempfail | unsupported (a target
+//       local-delivery cannot handle yet: |command, /file, :include:, a
+//       remote address) | loop. With found, one entry per mailbox in the
+//       parallel repeated fields user, uid, gid, home, mailbox, format
+//       (maildir | mbox); uid and gid are never 0.
 #pragma once
 
 #include "common/ipc/frame.hpp"
@@ -48,10 +56,27 @@ inline constexpr FieldSpec kVerifyResultFields[] = {
     {"user", Kind::Str, kOptional},    // ok: the canonical user name
 };
 
+inline constexpr FieldSpec kResolveFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"address", Kind::Str, kRequired},
+};
+inline constexpr FieldSpec kResolveResultFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"status", Kind::Str, kRequired},  // found | unknown | tempfail | unsupported | loop
+    {"reason", Kind::Str, kOptional},  // for the log and the bounce text
+    {"user", Kind::Str, kOptional, kRepeated},
+    {"uid", Kind::U64, kOptional, kRepeated},
+    {"gid", Kind::U64, kOptional, kRepeated},
+    {"home", Kind::Str, kOptional, kRepeated},
+    {"mailbox", Kind::Str, kOptional, kRepeated},
+    {"format", Kind::Str, kOptional, kRepeated},  // maildir | mbox
+};
+
 inline constexpr MessageSpec kMessages[] = {
     {1, "domain", kDomainFields}, {2, "domain_result", kDomainResultFields},
     {3, "rcpt", kRcptFields},     {4, "rcpt_result", kRcptResultFields},
     {5, "verify", kVerifyFields}, {6, "verify_result", kVerifyResultFields},
+    {7, "resolve", kResolveFields}, {8, "resolve_result", kResolveResultFields},
 };
 inline constexpr Protocol kProtocol{"auth", 1, kMessages, 64 * 1024};
 static_assert(well_formed(kProtocol));

@@ -1,0 +1,83 @@
+// local-delivery's parent: serves local/local.sock (the queue-manager),
+// resolves each recipient with authd (`resolve`), and runs each mailbox
+// write in a child that drops to the recipient. Children are bounded by
+// local_delivery_concurrency; the parent never blocks on one, it only waits
+// for their result pipes in the event loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipc/channel.hpp"
+#include "common/privsep/service.hpp"
+#include "local-delivery/worker.hpp"
+
+namespace pbx::local {
+
+struct Limits {
+    size_t max_clients = 16;
+    size_t max_requests = 1000;  // deliver requests in progress, all clients
+    size_t concurrency = 20;     // children at once
+    size_t max_recipients = 1000;
+};
+
+class LocalDelivery {
+  public:
+    LocalDelivery();
+    ~LocalDelivery();
+    LocalDelivery(const LocalDelivery&) = delete;
+    LocalDelivery& operator=(const LocalDelivery&) = delete;
+
+    Status pre_drop(ServiceContext& ctx);
+    Status post_drop(ServiceContext& ctx);
+    void on_stop(ServiceContext& ctx);
+
+  private:
+    struct Client;
+    struct Request;
+    struct Task;
+
+    void accept(UniqueFd fd, const ipc::PeerInfo& peer);
+    void on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m);
+    void resolve_rcpt(const std::shared_ptr<Request>& r, size_t index);
+    void on_resolved(const std::shared_ptr<Request>& r, size_t index, const ipc::Message* reply);
+    void finish_rcpt(const std::shared_ptr<Request>& r, size_t index, const Outcome& o);
+    void start_tasks();
+    void spawn(std::unique_ptr<Task> t);
+    static void on_pipe_cb(evutil_socket_t, short, void* arg) noexcept;
+    void on_child_done(Task* t);
+
+    bool auth_connect();
+    void auth_closed();
+
+    event_base* base_ = nullptr;
+    std::string auth_path_;
+    std::string host_;
+    Limits limits_;
+    std::optional<ipc::PeerTable> peers_;
+    UniqueFd listen_fd_;
+    std::unique_ptr<ipc::Server> server_;
+    std::list<std::shared_ptr<Client>> clients_;
+    size_t requests_ = 0;
+
+    std::unique_ptr<ipc::Connection> auth_;
+    uint64_t next_auth_id_ = 1;
+    struct PendingResolve {
+        std::shared_ptr<Request> request;
+        size_t index;
+    };
+    std::map<uint64_t, PendingResolve> resolving_;
+
+    std::deque<std::unique_ptr<Task>> waiting_;
+    std::map<Task*, std::unique_ptr<Task>> running_;
+    uint64_t counter_ = 0;
+};
+
+}  // namespace pbx::local

@@ -1,0 +1,169 @@
+"""local-delivery end to end: deliver requests on local/local.sock (sent as
+root, who may use every channel), Maildir and mbox stores, unknown users,
+aliases, unsupported targets and loops, and the privileges of the parent
+(issue: local-delivery)."""
+
+import os
+import pwd
+import re
+import stat
+import tempfile
+import time
+import unittest
+
+import harness
+import pbx_ipc
+from harness import Instance
+
+DELIVERY = pbx_ipc.load_protocol("delivery")
+D = harness.DOMAIN
+
+MESSAGE = (b"Received: from client.example.net by mail.example.test\r\n"
+           b"From: <sender@example.net>\r\n"
+           b"Subject: hello\r\n"
+           b"\r\n"
+           b"From the body, a line that mbox must quote.\r\n"
+           b"bytes \xc3\xa9 intact\r\n")
+
+
+@unittest.skipUnless(harness.program("local-delivery") and harness.program("authd"),
+                     "local-delivery or authd is not built")
+class LocalDeliveryTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        config = {key: "" for key, _ in harness.LISTENERS.values()}
+        config.update({"queue_manager_enable": "no", "remote_delivery_enable": "no"})
+        cls.inst = Instance(config=config, users={"alice": "pw", "bob": "pw", "carol": "pw"},
+                            start=False)
+        inst = cls.inst
+        cls.inst.write_config({"spool_dir": os.path.join(inst.dir, "no-spool")})
+        users_path = os.path.join(inst.dir, "users")
+        text = open(users_path).read()
+        carol_home = os.path.join(inst.mail_dir, "carol")
+        text = text.replace(carol_home + "/Maildir/", carol_home + "/mbox")
+        with open(users_path, "w") as f:
+            f.write(text)
+        with open(os.path.join(inst.dir, "aliases"), "a") as f:
+            f.write("staff: alice, carol\n"
+                    "pipe: \"|/bin/cat\"\n"
+                    "loop1: loop2\nloop2: loop1\n")
+        inst.start()
+        cls.sock = os.path.join(inst.runtime_dir, "local", "local.sock")
+        deadline = time.monotonic() + 15
+        while not os.path.exists(cls.sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        auth = os.path.join(inst.runtime_dir, "auth", "auth.sock")
+        while not os.path.exists(auth) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.inst.stop()
+        finally:
+            cls.inst.cleanup()
+
+    next_id = 1
+
+    def deliver(self, rcpts, message=MESSAGE, sender="sender@example.net"):
+        """Sends one deliver request; returns {index: fields} of rcpt_result."""
+        with tempfile.TemporaryFile() as f:
+            f.write(message)
+            f.flush()
+            f.seek(3)  # the agent must not rely on the offset
+            rid = LocalDeliveryTest.next_id
+            LocalDeliveryTest.next_id += 1
+            with pbx_ipc.Client(self.sock, DELIVERY, timeout=30) as c:
+                c.send("deliver", id=rid, queue_id="QTEST%d" % rid, sender=sender,
+                       message=f.fileno(), size=len(message), arrival=int(time.time()),
+                       rcpt=list(rcpts), rcpt_orcpt=[""] * len(rcpts),
+                       rcpt_notify=[0] * len(rcpts))
+                results = {}
+                while True:
+                    name, fields = c.recv(timeout=30)
+                    self.assertEqual(fields["id"], rid)
+                    if name == "done":
+                        break
+                    self.assertEqual(name, "rcpt_result")
+                    results[fields["index"]] = fields
+        self.assertEqual(sorted(results), list(range(len(rcpts))))
+        return results
+
+    def new_files(self, user):
+        d = os.path.join(self.inst.mail_dir, user, "Maildir", "new")
+        return {os.path.join(d, n) for n in os.listdir(d)}
+
+    def test_maildir(self):
+        before = self.new_files("alice")
+        r = self.deliver(["alice@" + D])
+        self.assertEqual(r[0]["status"], "sent", r)
+        self.assertEqual(r[0]["reply"], "250 2.0.0 delivered to maildir")
+        added = self.new_files("alice") - before
+        self.assertEqual(len(added), 1)
+        path = added.pop()
+        st = os.stat(path)
+        self.assertEqual(st.st_uid, pwd.getpwnam("pbx-vmail").pw_uid)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        data = open(path, "rb").read()
+        head = b"Return-Path: <sender@example.net>\r\nDelivered-To: alice@" + D.encode() + b"\r\n"
+        self.assertEqual(data, head + MESSAGE)
+        self.assertRegex(os.path.basename(path), r"^\d+\.M\d+P\d+Q\d+\..+,S=%d$" % len(data))
+        self.assertEqual(os.listdir(os.path.join(self.inst.mail_dir, "alice", "Maildir", "tmp")), [])
+        self.inst.wait_for_log(r"QTEST\d+: to=<alice@%s>, relay=local, delay=\d+, .*status=sent "
+                               r"\(delivered to maildir\)" % re.escape(D))
+
+    def test_unknown_user(self):
+        r = self.deliver(["nobody-here@" + D, "bob@" + D])
+        self.assertEqual(r[0]["status"], "failed")
+        self.assertEqual(r[0]["dsn_status"], "5.1.1")
+        self.assertEqual(r[1]["status"], "sent")
+
+    def test_mbox(self):
+        mbox = os.path.join(self.inst.mail_dir, "carol", "mbox")
+        old = open(mbox, "rb").read() if os.path.exists(mbox) else b""
+        r = self.deliver(["carol@" + D])
+        self.assertEqual(r[0]["status"], "sent", r)
+        self.assertEqual(r[0]["reply"], "250 2.0.0 delivered to mbox")
+        data = open(mbox, "rb").read()[len(old):]
+        self.assertRegex(data, rb"^From sender@example.net [A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d "
+                               rb"\d\d:\d\d:\d\d \d{4}\n")
+        body = data.split(b"\n", 1)[1]
+        self.assertTrue(body.startswith(b"Return-Path: <sender@example.net>\nDelivered-To: carol@"))
+        self.assertIn(b"\n>From the body", body)
+        self.assertIn(b"bytes \xc3\xa9 intact\n", body)
+        self.assertTrue(body.endswith(b"\n\n"))
+        self.assertNotIn(b"\r", body)
+        st = os.stat(mbox)
+        self.assertEqual(st.st_uid, pwd.getpwnam("pbx-vmail").pw_uid)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        self.assertFalse(os.path.exists(mbox + ".lock"))
+
+    def test_alias_and_unsupported(self):
+        before = self.new_files("alice")
+        r = self.deliver(["staff@" + D, "pipe@" + D, "loop1@" + D])
+        self.assertEqual(r[0]["status"], "sent", r)
+        self.assertEqual(len(self.new_files("alice") - before), 1)
+        self.assertEqual(r[1]["status"], "failed")
+        self.assertEqual(r[1]["dsn_status"], "5.3.0")
+        self.assertIn("not supported", r[1]["reply"])
+        self.assertEqual(r[2]["status"], "failed")
+        self.assertEqual(r[2]["dsn_status"], "5.4.6")
+
+    def test_loop_detected(self):
+        looped = b"Delivered-To: bob@" + D.encode() + b"\r\n" + MESSAGE
+        before = self.new_files("bob")
+        r = self.deliver(["bob@" + D], message=looped)
+        self.assertEqual(r[0]["status"], "failed")
+        self.assertEqual(r[0]["dsn_status"], "5.4.6")
+        self.assertEqual(self.new_files("bob"), before)
+
+    def test_privileges(self):
+        pid = self.inst.wait_for_child("local-delivery")
+        st = harness.proc_status(pid)
+        self.assertEqual(st["CapEff"], "00000000000000c0")
+        self.assertEqual(st["NoNewPrivs"], "1")
+        self.assertEqual(st["Uid"].split()[0], "0")
+
+
+if __name__ == "__main__":
+    unittest.main()
