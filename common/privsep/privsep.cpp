@@ -19,9 +19,12 @@ constexpr cap_value_t kSetidCaps[] = {CAP_SETUID, CAP_SETGID};
 
 // Emptying the bounding set needs CAP_SETPCAP, so it happens before the uid
 // change takes it away; once it is empty no exec can bring a capability back.
+// A capability already gone from the set is skipped: local-delivery's child
+// drops again from a parent whose set is empty and that has no CAP_SETPCAP.
 Status clear_bounding_set() {
     for (cap_value_t c = 0; c <= CAP_LAST_CAP; ++c) {
-        if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) != 0 && errno != EINVAL)
+        if (CAP_IS_SUPPORTED(c) && cap_get_bound(c) == 1 && cap_drop_bound(c) != 0 &&
+            errno != EINVAL)
             return fail_errno("cap_drop_bound");
     }
     return {};
