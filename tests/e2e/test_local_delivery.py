@@ -16,6 +16,11 @@ import pbx_ipc
 from harness import Instance
 
 DELIVERY = pbx_ipc.load_protocol("delivery")
+
+
+def read(path, mode="rb"):
+    with open(path, mode) as f:
+        return f.read()
 D = harness.DOMAIN
 
 MESSAGE = (b"Received: from client.example.net by mail.example.test\r\n"
@@ -38,7 +43,7 @@ class LocalDeliveryTest(unittest.TestCase):
         inst = cls.inst
         cls.inst.write_config({"spool_dir": os.path.join(inst.dir, "no-spool")})
         users_path = os.path.join(inst.dir, "users")
-        text = open(users_path).read()
+        text = read(users_path, "r")
         carol_home = os.path.join(inst.mail_dir, "carol")
         text = text.replace(carol_home + "/Maildir/", carol_home + "/mbox")
         with open(users_path, "w") as f:
@@ -104,7 +109,7 @@ class LocalDeliveryTest(unittest.TestCase):
         st = os.stat(path)
         self.assertEqual(st.st_uid, pwd.getpwnam("pbx-vmail").pw_uid)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
-        data = open(path, "rb").read()
+        data = read(path)
         head = b"Return-Path: <sender@example.net>\r\nDelivered-To: alice@" + D.encode() + b"\r\n"
         self.assertEqual(data, head + MESSAGE)
         self.assertRegex(os.path.basename(path), r"^\d+\.M\d+P\d+Q\d+\..+,S=%d$" % len(data))
@@ -120,11 +125,11 @@ class LocalDeliveryTest(unittest.TestCase):
 
     def test_mbox(self):
         mbox = os.path.join(self.inst.mail_dir, "carol", "mbox")
-        old = open(mbox, "rb").read() if os.path.exists(mbox) else b""
+        old = read(mbox) if os.path.exists(mbox) else b""
         r = self.deliver(["carol@" + D])
         self.assertEqual(r[0]["status"], "sent", r)
         self.assertEqual(r[0]["reply"], "250 2.0.0 delivered to mbox")
-        data = open(mbox, "rb").read()[len(old):]
+        data = read(mbox)[len(old):]
         self.assertRegex(data, rb"^From sender@example.net [A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d "
                                rb"\d\d:\d\d:\d\d \d{4}\n")
         body = data.split(b"\n", 1)[1]
