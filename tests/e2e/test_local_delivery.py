@@ -3,6 +3,7 @@ root, who may use every channel), Maildir and mbox stores, unknown users,
 aliases, unsupported targets and loops, and the privileges of the parent
 (issue: local-delivery)."""
 
+import fcntl
 import os
 import pwd
 import re
@@ -161,6 +162,56 @@ class LocalDeliveryTest(unittest.TestCase):
         self.assertEqual(r[0]["status"], "failed")
         self.assertEqual(r[0]["dsn_status"], "5.4.6")
         self.assertEqual(self.new_files("bob"), before)
+
+    def test_slow_mailbox_does_not_block_others(self):
+        # carol's mbox is locked (fcntl) by us: her delivery waits for the
+        # lock in its child while alice's goes through at once.
+        mbox = os.path.join(self.inst.mail_dir, "carol", "mbox")
+        if not os.path.exists(mbox):
+            self.deliver(["carol@" + D])
+        with open(mbox, "ab") as locked, tempfile.TemporaryFile() as msg:
+            fcntl.lockf(locked, fcntl.LOCK_EX)
+            msg.write(MESSAGE)
+            msg.flush()
+            with pbx_ipc.Client(self.sock, DELIVERY, timeout=30) as slow:
+                slow.send("deliver", id=999, queue_id="QSLOW", sender="s@example.net",
+                          message=msg.fileno(), size=len(MESSAGE), arrival=int(time.time()),
+                          rcpt=["carol@" + D], rcpt_orcpt=[""], rcpt_notify=[0])
+                started = time.monotonic()
+                r = self.deliver(["alice@" + D])
+                self.assertEqual(r[0]["status"], "sent")
+                self.assertLess(time.monotonic() - started, 10)
+                fcntl.lockf(locked, fcntl.LOCK_UN)
+                name, fields = slow.recv(timeout=30)
+                self.assertEqual((name, fields["status"]), ("rcpt_result", "sent"), fields)
+                self.assertEqual(slow.recv(timeout=30)[0], "done")
+
+    def test_only_root_and_the_queue_manager_may_connect(self):
+        smtpd = pwd.getpwnam("pbx-smtpd")
+        auth_sock = os.path.join(self.inst.runtime_dir, "auth", "auth.sock")
+        auth = pbx_ipc.load_protocol("auth")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(smtpd.pw_gid)
+                os.setuid(smtpd.pw_uid)
+                # authd answers resolve (mailbox paths, uids) to root only.
+                with pbx_ipc.Client(auth_sock, auth, timeout=5) as c:
+                    _, f = c.request("resolve", id=1, address="alice@" + D)
+                    if f["status"] != "tempfail" or "user" in f:
+                        os._exit(4)
+                try:
+                    with pbx_ipc.Client(self.sock, DELIVERY, timeout=5) as c:
+                        c.recv(timeout=5)
+                    code = 0
+                except (EOFError, OSError, pbx_ipc.DecodeError):
+                    code = 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 3)
 
     def test_privileges(self):
         pid = self.inst.wait_for_child("local-delivery")
