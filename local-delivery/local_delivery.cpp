@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <ctime>
+#include <utility>
 
 #include "common/ipc/auth_msgs.hpp"
 #include "common/ipc/delivery_msgs.hpp"
@@ -65,6 +67,17 @@ std::string esc(std::string_view v) {
 
 int severity(Verdict v) {
     return v == Verdict::Failed ? 2 : v == Verdict::Deferred ? 1 : 0;
+}
+
+// Closes every fd from 3 up except `a` and `b`.
+void close_other_fds(int a, int b) {
+    if (a > b) std::swap(a, b);
+    auto range = [](int lo, int hi) {
+        if (lo <= hi) (void)close_range(static_cast<unsigned>(lo), static_cast<unsigned>(hi), 0);
+    };
+    range(3, a - 1);
+    range(a + 1, b - 1);
+    range(b + 1, INT_MAX);
 }
 
 }  // namespace
@@ -330,8 +343,11 @@ void LocalDelivery::spawn(std::unique_ptr<Task> t) {
         return finish_rcpt(t->request, t->index, outcome_for_errno(e, "fork"));
     }
     if (pid == 0) {
-        // The child: become the recipient, nothing else, then write.
-        rd.reset();
+        // The child: become the recipient, nothing else, then write. It keeps
+        // only the message and its result pipe: not the listener, not the
+        // queue-manager's or authd's connections.
+        (void)rd.release();  // closed below with the rest
+        close_other_fds(job.message_fd, wr.get());
         privsep::DropSpec d;
         d.uid = t->uid;
         d.gid = t->gid;
