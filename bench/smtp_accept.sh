@@ -23,6 +23,8 @@
 #   KEEP=1         keep the work directory (logs, configs) for inspection
 #   PBX_LOG=1      run pillarbox-master with -f (log to a file: costs Pillarbox
 #                  a write per log line that Postfix, without syslog here, skips)
+#   PROFILE=1      after the table, untimed runs of each side: CPU time per
+#                  message, and fsyncs per message by kind of file (strace)
 set -euo pipefail
 
 N_MULTI=${N_MULTI:-2000}
@@ -186,8 +188,8 @@ pbx_start() {
     # The master binds the port before its children run, and smtpd may greet
     # before authd or the queue-manager listen (RCPT then gets a 451): wait
     # until a RCPT for the user is accepted and the enqueue socket exists.
-    local i
-    for i in $(seq 300); do
+    local _
+    for _ in $(seq 300); do
         if [ -S "$P/run/queue/enqueue.sock" ] && rcpt_probe "$PBX_PORT"; then return 0; fi
         kill -0 "$PBX_MASTER_PID" 2>/dev/null || die "pillarbox-master exited (log: $P/master.log)"
         sleep 0.1
@@ -273,8 +275,8 @@ pf_start() {
     postconf -c "$F/etc" -e "queue_directory = $PF_SPOOL"
     postfix -c "$F/etc" check >/dev/null 2>&1 || true  # creates the queue directories
     postfix -c "$F/etc" start >/dev/null 2>&1 || die "postfix -c $F/etc start failed"
-    local i
-    for i in $(seq 300); do
+    local _
+    for _ in $(seq 300); do
         rcpt_probe "$PF_PORT" && return 0
         sleep 0.1
     done
@@ -283,8 +285,8 @@ pf_start() {
 
 pf_stop() {
     postfix -c "$F/etc" stop >/dev/null 2>&1 || true
-    local i
-    for i in $(seq 100); do
+    local _
+    for _ in $(seq 100); do
         [ -f "$PF_SPOOL/pid/master.pid" ] || return 0
         kill -0 "$(tr -d ' ' <"$PF_SPOOL/pid/master.pid")" 2>/dev/null || return 0
         sleep 0.1
