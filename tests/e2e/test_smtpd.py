@@ -111,6 +111,8 @@ class SmtpdBase(unittest.TestCase):
             path = os.path.join(cls.inst.runtime_dir, rel)
             while harness.program(prog) and not os.path.exists(path):
                 if time.monotonic() > deadline:
+                    cls.inst.kill()
+                    cls.inst.cleanup()
                     raise AssertionError("%s did not create %s" % (prog, path))
                 time.sleep(0.05)
 
