@@ -55,7 +55,11 @@ struct WaveStats {
 // Runs one wave on `jobs` (each job's result is set). Blocking: every fsync
 // of the wave happens here. Called by the committer's worker thread, and
 // directly by tests with a FakeSys.
-WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths, sys::Sys& s);
+// With parallel > 1, up to that many messages are placed at once on their own
+// threads (the Sys must then be thread-safe, as the real one is); the
+// directory fsync stays one per wave.
+WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths, sys::Sys& s,
+                   size_t parallel = 1);
 
 // Runs waves on a worker thread and hands the finished jobs back to the
 // event loop (an eventfd wakes it). The loop stays single-threaded: `done`

@@ -11,20 +11,28 @@
 // failed, with the reply to log and store). The scheduler does the rest:
 // retry times (schedule.hpp), envelope updates, removal when done.
 //
-// The wire protocol between the queue-manager and the agents' sockets
-// (local/local.sock, remote/remote.sock, channels in common/ipc/peers.hpp) is
-// NOT defined yet: it belongs to the agents' issues. SocketAgents, the only
-// implementation so far, checks whether the agent's socket accepts a
-// connection and reports `unavailable` either way, so mail stays queued
-// (and visible in `pillarbox queue list` with the reason) until the agents
-// exist.
+// On the wire (SocketAgents) this is the delivery channel of
+// common/ipc/delivery_msgs.hpp: one persistent connection per agent
+// (local/local.sock, remote/remote.sock), `deliver` requests numbered by id,
+// `rcpt_result`s in any order and `done`. An agent whose socket cannot be
+// reached is `unavailable`: mail for it stays queued, no attempt is counted
+// (and `pillarbox queue list` shows why) until the agent runs. A connection
+// that drops with requests in flight defers their unanswered recipients, as
+// the channel's contract says.
 #pragma once
 
+#include <event2/event.h>
+
+#include <deque>
 #include <functional>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/ipc/channel.hpp"
 #include "common/spool/envelope.hpp"
 #include "common/unique_fd.hpp"
 
@@ -70,14 +78,58 @@ class DeliveryAgents {
     virtual void deliver(DeliveryRequest request, DoneFn done) = 0;
 };
 
-// Probes local/local.sock or remote/remote.sock (see above).
+// The delivery agents over their sockets (see above).
 class SocketAgents final : public DeliveryAgents {
   public:
-    explicit SocketAgents(std::string runtime_dir) : runtime_dir_(std::move(runtime_dir)) {}
+    struct Limits {
+        // Requests outstanding on one agent's connection; more wait here, so
+        // a queue of thousands does not flood an agent that has its own cap.
+        size_t max_in_flight = 100;
+    };
+    SocketAgents(event_base* base, std::string runtime_dir, Limits limits);
+    SocketAgents(event_base* base, std::string runtime_dir)
+        : SocketAgents(base, std::move(runtime_dir), Limits{}) {}
+    ~SocketAgents() override;
     void deliver(DeliveryRequest request, DoneFn done) override;
 
+    // Requests sent and not yet answered, on both agents (tests).
+    size_t in_flight() const;
+
   private:
+    struct Pending {
+        std::vector<size_t> recipients;  // the request's, in wire order
+        DoneFn done;
+        std::vector<RecipientResult> results;
+        std::vector<bool> answered;
+    };
+    struct Waiting {
+        DeliveryRequest request;
+        DoneFn done;
+    };
+    struct Agent {
+        Route route;
+        std::unique_ptr<ipc::Connection> conn;
+        std::map<uint64_t, Pending> in_flight;
+        std::deque<Waiting> waiting;
+    };
+
+    Agent& agent(Route r) { return r == Route::Local ? local_ : remote_; }
+    std::string name(const Agent& a) const;
+    // Connects when not connected; the error text when that fails.
+    std::optional<std::string> connect(Agent& a);
+    void send(Agent& a, DeliveryRequest request, DoneFn done);
+    void pump(Agent& a);
+    void on_message(Agent& a, ipc::Message&& m);
+    void on_close(Agent& a, const ipc::IpcError& e);
+    void finish(Agent& a, uint64_t id, std::string_view missing_reply);
+    void fail_waiting(Agent& a, const std::string& reason);
+
+    event_base* base_;
     std::string runtime_dir_;
+    Limits limits_;
+    Agent local_{Route::Local, nullptr, {}, {}};
+    Agent remote_{Route::Remote, nullptr, {}, {}};
+    uint64_t next_id_ = 1;
 };
 
 }  // namespace pbx::qm

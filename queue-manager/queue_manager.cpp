@@ -92,7 +92,7 @@ QueueManager::~QueueManager() {
 Result<std::unique_ptr<QueueManager>> QueueManager::start(event_base* base, Settings settings,
                                                           ipc::PeerTable peers,
                                                           std::unique_ptr<DeliveryAgents> agents) {
-    if (!agents) agents = std::make_unique<SocketAgents>(settings.runtime_dir);
+    if (!agents) agents = std::make_unique<SocketAgents>(base, settings.runtime_dir);
     std::unique_ptr<QueueManager> qm(
         new QueueManager(base, std::move(settings), std::move(agents)));
     if (auto s = qm->recover(); !s) return Err{s.error()};
