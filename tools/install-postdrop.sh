@@ -10,7 +10,8 @@ if getent group pbx-drop >/dev/null 2>&1 && chgrp pbx-drop "$file" 2>/dev/null &
     chmod 2755 "$file"; then
     echo "postdrop: $file is setgid pbx-drop (2755)"
 else
-    echo "WARNING: $file is not setgid pbx-drop: create the group (create-users.sh or"
-    echo "  systemd-sysusers), then: chgrp pbx-drop $1 && chmod 2755 $1"
+    echo "WARNING: $file is not setgid pbx-drop (the group is missing, or this install"
+    echo "  may not change the file's group). Once the group exists (create-users.sh or"
+    echo "  systemd-sysusers), as root: chgrp pbx-drop $1 && chmod 2755 $1"
 fi
 exit 0
