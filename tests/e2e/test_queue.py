@@ -512,5 +512,36 @@ class QueueRecoveryTest(unittest.TestCase):
             self.assertEqual(len(listed), len(names) // 2)
 
 
+@unittest.skipUnless(harness.program("queue-manager") and harness.program("local-delivery")
+                     and harness.program("authd"), "queue-manager, local-delivery or authd missing")
+class QueueDeliveryTest(unittest.TestCase):
+    def test_local_delivery_through_the_agent(self):
+        config = {key: "" for key, _ in harness.LISTENERS.values()}
+        config["remote_delivery_enable"] = "no"
+        with Instance(config=config) as inst:
+            sock = os.path.join(inst.runtime_dir, "queue", "enqueue.sock")
+            inst.wait_for_child("queue-manager")
+            inst.wait_for_log(r"queue-manager.*listening on", timeout=15)
+            name, fields = enqueue(sock, "sender@example.net",
+                                   ["alice@example.test", "nosuchuser@example.test"], MESSAGE,
+                                   begin=SMTP_BEGIN)
+            self.assertEqual(name, "queued", fields)
+            qid = fields["queue_id"]
+            inst.wait_for_log(qid + r": to=<alice@example\.test>, relay=\S+, delay=\d+, "
+                              r"status=sent", timeout=30)
+            inst.wait_for_log(qid + r": to=<nosuchuser@example\.test>, .*status=bounced",
+                              timeout=30)
+            inst.wait_for_log(qid + r": removed", timeout=30)
+            self.assertFalse(os.path.exists(os.path.join(inst.spool_dir, "queue", qid + ".msg")))
+            self.assertFalse(os.path.exists(os.path.join(inst.spool_dir, "queue", qid + ".env")))
+            msgs = inst.maildir_messages("alice")
+            self.assertEqual(len(msgs), 1)
+            data = read(msgs[0])
+            self.assertIn(b"Received: from helo.example.net (client.example.net [192.0.2.7])",
+                          data)
+            self.assertIn(b"id " + qid.encode(), data)
+            self.assertTrue(data.endswith(MESSAGE), data[-200:])
+
+
 if __name__ == "__main__":
     unittest.main()
