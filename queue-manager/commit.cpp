@@ -22,7 +22,7 @@ constexpr size_t kWaveParallelism = 16;
 
 // One message's part of a wave: fsync, rename, envelope. Independent of every
 // other message, so a wave runs these side by side (see run_wave).
-bool place_one(CommitJob& job, const spool::SpoolPaths& paths, sys::Sys& s) {
+static bool place_one(CommitJob& job, const spool::SpoolPaths& paths, sys::Sys& s) {
     std::string incoming = paths.incoming_file(job.id);
     std::string msg = paths.message_file(job.id);
     std::string env = paths.envelope_file(job.id);
@@ -61,7 +61,8 @@ WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths,
     } else {
         std::atomic<size_t> next{0};
         auto work = [&] {
-            for (size_t i = next++; i < jobs.size(); i = next++) ok[i] = place_one(jobs[i], paths, s);
+            for (size_t i = next++; i < jobs.size(); i = next++)
+                ok[i] = place_one(jobs[i], paths, s);
         };
         std::vector<std::thread> pool;
         for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
