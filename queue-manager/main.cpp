@@ -11,6 +11,7 @@
 // sendmail's setgid helper (strict reader, size limits, uid checked against
 // the file owner). It writes spool_dir/{incoming,queue,hold,corrupt}/ and
 // removes files from maildrop/, nothing else.
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <memory>
@@ -27,7 +28,18 @@ namespace {
 std::optional<pbx::ipc::PeerTable> g_peers;
 std::unique_ptr<pbx::qm::QueueManager> g_qm;
 
+// Every session holds a socket and an incoming file; the usual soft limit of
+// 1024 descriptors would run out before Settings::max_sessions.
+void raise_fd_limit() {
+    struct rlimit rl {};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) pbx::log::warn("cannot raise RLIMIT_NOFILE");
+    }
+}
+
 pbx::Status pre_drop(pbx::ServiceContext& ctx) {
+    raise_fd_limit();
     if (auto s = pbx::qm::prepare_directories(ctx.config, ctx.drop.uid, ctx.drop.gid); !s) return s;
     auto peers = pbx::ipc::PeerTable::from_system();
     if (!peers) return pbx::Err{peers.error()};

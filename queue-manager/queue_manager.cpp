@@ -121,7 +121,16 @@ Status QueueManager::recover() {
     for (auto& le : report->entries) {
         held += le.held ? 1 : 0;
         Seconds due = Scheduler::due_of(le.env);
+        spool::QueueId id = le.env.id;
         store_.add(std::move(le.env), le.held, due);
+        if (due == Seconds::max()) {
+            // Every recipient was done when the previous run stopped, before
+            // it could remove the files.
+            if (auto s = store_.remove(id); !s)
+                log::error(id.str(), ": cannot remove: ", s.error().message);
+            else
+                log::info(id.str(), ": removed (finished before the restart)");
+        }
     }
     log::info("recovery: ", store_.size(), " message(s) in the queue, ", held, " held");
     return {};
@@ -170,6 +179,14 @@ void QueueManager::accept(UniqueFd fd, const ipc::PeerInfo& peer) {
     if (sessions_.size() >= settings_.max_sessions) {
         log::warn("enqueue: ", sessions_.size(), " sessions already; refusing uid ", peer.uid);
         return;
+    }
+    if (!Submitter{peer.uid, peer.program}.trusted_fields()) {
+        size_t mine = 0;
+        for (const auto& [token, s] : sessions_) mine += s->peer().uid == peer.uid ? 1 : 0;
+        if (mine >= settings_.max_sessions_per_user) {
+            log::warn("enqueue: uid ", peer.uid, " has ", mine, " sessions already; refused");
+            return;
+        }
     }
     uint64_t token = next_token_++;
     auto& slot = sessions_[token];

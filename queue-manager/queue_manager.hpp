@@ -32,8 +32,12 @@ struct Settings {
     SchedulerConfig scheduler;
     spool::MaildropLimits maildrop;
     std::chrono::seconds maildrop_rescan{5};
-    // Sessions beyond this are refused at accept (each holds a file and buffers).
-    size_t max_sessions = 1000;
+    // Sessions beyond this are refused at accept (each holds a socket, an
+    // incoming file and up to one frame of buffer).
+    size_t max_sessions = 400;
+    // Sessions of one local user (not smtpd, submitd or root), so that no
+    // user can take the slots the listeners need or pin much memory.
+    size_t max_sessions_per_user = 10;
     // An admin reply (a queue listing) is cut beyond this, to fit in a frame.
     size_t max_admin_text = 8 * 1024 * 1024;
 

@@ -49,6 +49,7 @@ void Session::begin(const ipc::Message& m) {
     Submitter who{peer_.uid, peer_.program};
     auto env = envelope_from_begin(m, who, host_.policy());
     if (!env) {
+        log::info("enqueue: refused a transaction from uid ", peer_.uid, ": ", env.error().text);
         refusal_ = env.error();
         return;
     }

@@ -272,6 +272,27 @@ class QueueTest(unittest.TestCase):
         self.assertEqual(sum(waves), 20, waves)
         self.assertGreater(max(waves), 1, waves)
 
+    def test_sessions_per_local_user_are_limited(self):
+        sock = self.sock
+
+        def open_many():
+            clients, served, refused = [], 0, 0
+            for _ in range(12):
+                try:  # a refused client is closed before or after the hellos
+                    c = pbx_ipc.Client(sock, QUEUE)
+                    clients.append(c)
+                    c.send("admin", op="list")
+                    c.recv(10)
+                    served += 1
+                except Exception:
+                    refused += 1
+            for c in clients:
+                c.close()
+            return [served, refused]
+
+        self.assertEqual(as_user(NOBODY, open_many), [10, 2])
+        self.inst.wait_for_log(r"enqueue: uid %d has 10 sessions already; refused" % NOBODY.pw_uid)
+
     def test_oversize_message_is_refused(self):
         # message_size_limit is 1M here; the queue allows 64k of slack on top.
         name, fields = enqueue(self.sock, "a@example.net", ["bob@example.org"],
@@ -465,6 +486,20 @@ class QueueRecoveryTest(unittest.TestCase):
             deadline = time.monotonic() + 20
             while len(queued) < 30 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            # A message whose recipients were all done when the process died.
+            done = new_queue_id(23)
+            src = queued[0]
+            with open(os.path.join(q, src + ".msg"), "rb") as f:
+                msg_bytes = f.read()
+            env_text = read(os.path.join(q, src + ".env"), "r")
+            env_text = env_text.replace("id: " + src, "id: " + done)
+            env_text = env_text.replace("state=pending", "state=delivered")
+            for name, data in ((done + ".msg", msg_bytes), (done + ".env", env_text.encode())):
+                p = os.path.join(q, name)
+                with open(p, "wb") as f:
+                    f.write(data)
+                os.chown(p, pbx.pw_uid, pbx.pw_gid)
+
             log_mark = len(inst.log_text())
             os.kill(old, signal.SIGKILL)
             before_kill = list(queued)
@@ -503,6 +538,8 @@ class QueueRecoveryTest(unittest.TestCase):
             for name in set(corrupt) - planted:
                 self.assertTrue(name.endswith(".msg"), name)
                 self.assertNotIn(name[:-4], queued)
+            inst.wait_for_log(done + r": removed \(finished before the restart\)", start=log_mark)
+            self.assertFalse(os.path.exists(os.path.join(q, done + ".msg")))
             inst.wait_for_log(r"recovery: moved queue/%s\.msg to corrupt/%s\.msg: message "
                               r"without envelope" % (orphan, orphan), start=log_mark)
             # The restarted queue-manager knows every message on disk.
