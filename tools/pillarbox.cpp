@@ -25,7 +25,10 @@ constexpr const char* kUsage =
     "  reload                   re-read the configuration (as SIGHUP does)\n"
     "  stop                     stop the master and every program\n"
     "  config check             check the configuration file, naming file:line\n"
-    "  config show [--all]      print the settings the file sets (--all: every key)\n";
+    "  config show [--all]      print the settings the file sets (--all: every key)\n"
+    "  queue list [--json]      the queue, as mailq(1) prints it\n"
+    "  queue show|hold|release|delete ID [--json]\n"
+    "  queue flush              retry every deferred message now\n";
 
 int usage() {
     std::fputs(kUsage, stderr);
