@@ -54,15 +54,16 @@ FALLBACK_DIR=/var/lib/pillarbox-demo
 DOMAIN=example.test
 USERS=(alice bob)
 PASSWORD=demo
-# Listener key, port, what it is; written only when the key exists.
+# Listener key, port, the program serving it, what it is. A key is written
+# only when the schema has it.
 LISTENERS=(
-    "smtp_listen 10025 SMTP (smtpd, the inbound MTA)"
-    "submission_listen 10587 submission, STARTTLS + AUTH (submitd)"
-    "submissions_listen 10465 submission, implicit TLS + AUTH (submitd)"
-    "pop3_listen 10110 POP3, STLS (pop3-login)"
-    "pop3s_listen 10995 POP3 over TLS (pop3-login)"
-    "imap_listen 10143 IMAP, STARTTLS (imap-login)"
-    "imaps_listen 10993 IMAP over TLS (imap-login)"
+    "smtp_listen 10025 smtpd SMTP, the inbound MTA"
+    "submission_listen 10587 submitd submission, STARTTLS + AUTH"
+    "submissions_listen 10465 submitd submission, implicit TLS + AUTH"
+    "pop3_listen 10110 pop3-login POP3, STLS"
+    "pop3s_listen 10995 pop3-login POP3 over TLS"
+    "imap_listen 10143 imap-login IMAP, STARTTLS"
+    "imaps_listen 10993 imap-login IMAP over TLS"
 )
 # Programs the master starts: name and its directory in the build tree.
 PROGRAMS=(authd:authd queue-manager:queue-manager local-delivery:local-delivery
@@ -216,8 +217,13 @@ PORTS=()
 } >"$CONF.tmp"
 mv "$CONF.tmp" "$CONF"
 for l in "${LISTENERS[@]}"; do
-    read -r key port what <<<"$l"
-    have_key "$key" && PORTS+=("$port  $what")
+    read -r key port prog what <<<"$l"
+    have_key "$key" || continue
+    if [ -e "$LIBEXEC/$prog" ]; then
+        PORTS+=("$port  $what ($prog)")
+    else
+        PORTS+=("$port  $what ($prog: not built yet)")
+    fi
 done
 
 TOOL=$BUILD/tools/pillarbox

@@ -86,7 +86,9 @@ main() {
     if ninja -C "$BUILD" -k 0 -j "$JOBS" >"$LOGS/build.log" 2>&1; then
         echo "  built in $((SECONDS - START))s"
     else
-        grep -E -A12 '^FAILED:|error:' "$LOGS/build.log" | head -80
+        # The failed commands and the first error lines, cut to a screen
+        # width (template backtraces are long).
+        grep -E '^FAILED:|error:' "$LOGS/build.log" | cut -c1-300 | head -40
         echo "  ... (whole output in $LOGS/build.log)"
         problem "the build failed: tests of the targets that did not build are missing or stale"
     fi
@@ -128,14 +130,14 @@ for t in json.load(sys.stdin):
         passed=$((total - failed))
         PASSED=$((PASSED + passed))
         FAILED=$((FAILED + failed))
+        printf '  %-24s %4d passed, %d failed%s\n' "$name" "$passed" "$failed" \
+            "$([ "$status" -ne 0 ] && echo " (exit status $status)")"
         [ "$failed" -eq 0 ] || PROBLEMS+=("$name: $failed test case(s) failed")
         if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
             # Every case passed but the process failed: a leak or other sanitizer
             # report at exit.
             problem "$name: exit status $status after its test cases passed (sanitizer report?)"
         fi
-        printf '  %-24s %4d passed, %d failed%s\n' "$name" "$passed" "$failed" \
-            "$([ "$status" -ne 0 ] && echo " (exit status $status)")"
         if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
             grep -E -B3 -A15 'FAILED:|ERROR: |runtime error:' "$log" | head -120
         fi
