@@ -19,7 +19,10 @@ Module functions
     source_dir()           the source tree (this file's ../..)
     build_dir()            $PBX_BUILD_DIR (relative to the source tree), else
                            build-test
-    program(name)          path of a built program (build/<dir>/<name>) or None
+    program(name)          path of a built program (build/<dir>/<name>, or a
+                           copy any user may execute when the build tree is
+                           out of their reach, as under /root in CI) or None
+    built_program(name)    the path in the build tree itself, or None
     schema_keys()          config keys of common/config/schema.cpp (a set)
     free_port()            a free 127.0.0.1 TCP port, never handed out twice
     tls_files()            (cert, key): a self-signed localhost/example.test
@@ -100,7 +103,8 @@ import tempfile
 import time
 
 __all__ = [
-    "Instance", "StartupError", "source_dir", "build_dir", "program", "schema_keys",
+    "Instance", "StartupError", "source_dir", "build_dir", "program", "built_program",
+    "schema_keys",
     "free_port", "tls_files", "password_hash", "ensure_users", "reachable_program",
     "proc_status", "proc_name",
     "SYSTEM_USERS", "SYSTEM_GROUPS", "LISTENERS", "PROGRAMS",
@@ -156,13 +160,22 @@ def build_dir():
     return d if os.path.isabs(d) else os.path.join(source_dir(), d)
 
 
-def program(name):
-    """Path of the built program `name` (master, tools included), or None."""
+def built_program(name):
+    """Path of the program `name` in the build tree, or None if not built."""
     special = {"pillarbox-master": "master", "pillarbox": "tools", "sendmail": "tools",
                "mailq": "tools", "newaliases": "tools"}
     sub = special.get(name) or PROGRAMS.get(name) or name
     path = os.path.join(build_dir(), sub, name)
     return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def program(name):
+    """Path of the built program `name` (master, tools included) that any user
+    may execute, or None if it is not built. Usually the file in the build
+    tree; when that is out of reach of unprivileged users (CI clones under
+    /root), a copy made once per run."""
+    path = built_program(name)
+    return reachable_program(path) if path else None
 
 
 def schema_keys():
@@ -360,7 +373,13 @@ class Instance:
                 self.config[k] = v
         self.write_config()
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                # The caller never gets the object, so nobody else can clean up
+                # (the exception carries the log).
+                self.cleanup()
+                raise
 
     # ---- files ---------------------------------------------------------------
 
@@ -373,10 +392,10 @@ class Instance:
         os.chown(self.spool_dir, q.pw_uid, grp.getgrnam("pbx-drop").gr_gid)
         os.chmod(self.spool_dir, 0o710)
         os.mkdir(self.libexec_dir, 0o755)
-        for name, sub in PROGRAMS.items():
+        for name in PROGRAMS:
             path = program(name)
             if path:
-                os.symlink(reachable_program(path), os.path.join(self.libexec_dir, name))
+                os.symlink(path, os.path.join(self.libexec_dir, name))
         cert, key = tls_files()
         tls = os.path.join(self.dir, "tls")
         os.mkdir(tls, 0o755)
