@@ -113,6 +113,22 @@ class PackagingFiles(unittest.TestCase):
             self.assertNotIn("@", text.replace("multi-user.target", ""),
                              "unsubstituted @VAR@ in the generated unit")
 
+    def test_service_unit_passes_systemd_analyze(self):
+        if not shutil.which("systemd-analyze"):
+            self.skipTest("systemd-analyze is not installed")
+        # verify wants the programs to exist: point the Exec lines at /bin/true.
+        unit = self.read("pillarbox.service.in")
+        unit = re.sub(r"@SBINDIR@/\S+( config check)?", "/bin/true", unit)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "pillarbox.service")
+            with open(path, "w") as f:
+                f.write(unit)
+            r = subprocess.run(["systemd-analyze", "verify", "--man=no", path],
+                               capture_output=True, text=True, timeout=120)
+        # Unknown or misspelt settings are only warnings, on stderr.
+        complaints = [line for line in r.stderr.splitlines() if "pillarbox.service" in line]
+        self.assertEqual((r.returncode, complaints), (0, []), r.stderr)
+
     def test_example_config_uses_known_keys(self):
         keys = config_keys(os.path.join(PACKAGING, "pillarbox.conf.example"))
         self.assertGreater(len(keys), 5)
@@ -151,6 +167,17 @@ class ManPages(unittest.TestCase):
                 r = subprocess.run(["groff"] + pre + ["-ww", "-man", "-z", path],
                                    capture_output=True, text=True, timeout=60)
                 self.assertEqual((r.returncode, r.stderr), (0, ""))
+
+    def test_overview_points_to_every_page(self):
+        with open(os.path.join(SRC, "man", "pillarbox.7")) as f:
+            overview = f.read().replace("\\-", "-")
+        for page in self.pages():
+            name, section = page.rsplit(".", 1)
+            if page == "pillarbox.7":
+                continue
+            with self.subTest(page=page):
+                self.assertIn(".BR %s (%s)" % (name, section), overview,
+                              "add it to SEE ALSO in man/pillarbox.7")
 
     def test_every_page_is_installed(self):
         with open(os.path.join(SRC, "man", "meson.build")) as f:
