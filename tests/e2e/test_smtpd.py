@@ -73,7 +73,9 @@ class Client:
                 if not chunk:
                     return True
                 self.buf += chunk
-        except (socket.timeout, ConnectionResetError):
+        except ConnectionResetError:
+            return True  # closed, with a reset rather than a FIN
+        except socket.timeout:
             return False
 
     def starttls(self):
