@@ -20,6 +20,12 @@
 //       remote address) | loop. With found, one entry per mailbox in the
 //       parallel repeated fields user, uid, gid, home, mailbox, format
 //       (maildir | mbox); uid and gid are never 0.
+//
+// Message type numbers are reserved per feature so that work on them can go
+// on in parallel without collisions: 9-12 submission (sender ownership, rate
+// limits), 13-18 login/session split (tickets for the master, POP-before-SMTP),
+// 19-24 local-delivery (.forward, pipes, files). Take the next free one in
+// your range; the protocol version stays 1 until a release.
 #pragma once
 
 #include "common/ipc/frame.hpp"
