@@ -1,13 +1,15 @@
 // The commit protocol of DESIGN §4 with group commit.
 //
 // One message's commit, in a wave:
-//   fsync incoming/ID → rename to queue/ID.msg → write queue/ID.env through
-//   atomic_write (temp + fsync + rename, no directory fsync)
+//   fsync incoming/ID and, side by side with it, write + fsync the envelope's
+//   temp file → rename incoming/ID to queue/ID.msg → rename the temp to
+//   queue/ID.env (no directory fsync yet)
 // and once per wave, after every message of it:
 //   fsync queue/
 // Only then is a message durable and may its client hear `queued`. A wave
 // takes every commit that arrived while the previous wave ran, so 20 clients
-// committing together share a few directory fsyncs instead of 20.
+// committing together share a few directory fsyncs instead of 20, and the
+// file fsyncs of a wave run side by side on worker threads.
 //
 // Any failure undoes what the message had made so far (incoming/ID, or
 // queue/ID.msg and queue/ID.env) and reports the error; a failed directory

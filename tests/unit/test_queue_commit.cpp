@@ -117,8 +117,8 @@ TEST_CASE("commit: a message lands in queue/ with its Received: line and envelop
     CHECK(env->recipients[0].address == "bob@example.test");
     CHECK(env->recipients[0].state == spool::RcptState::Pending);
 
-    // The commit protocol's order: message fsync, rename, envelope temp +
-    // fsync + rename, and the directory fsync last.
+    // The commit protocol's order: message and envelope temp fsynced, then
+    // renamed (message first), and the directory fsync last.
     const auto& tr = s.trace();
     auto pos = [&](const std::string& e) {
         return std::find(tr.begin(), tr.end(), e) - tr.begin();
