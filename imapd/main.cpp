@@ -1,0 +1,214 @@
+// imapd: the IMAP session of one logged-in user (imapd(8)). The master
+// starts it as that user with the contract of common/session_interface.hpp;
+// this file moves bytes between the socket on fd 0 and imap::Session, and
+// watches the selected folder with inotify for IDLE.
+#include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/c_ptr.hpp"
+#include "common/config/config.hpp"
+#include "common/event/stream.hpp"
+#include "common/log.hpp"
+#include "common/session_interface.hpp"
+#include "imapd/session.hpp"
+
+using namespace pbx;
+namespace si = pbx::session_interface;
+
+namespace {
+
+constexpr auto kAutologout = std::chrono::minutes(30);  // RFC 3501 §5.4: at least 30 min
+
+const char* env(std::string_view name) {
+    return std::getenv(std::string(name).c_str());
+}
+
+Result<config::Config> load_config() {
+    const char* fd_text = env(si::kEnvConfigFd);
+    if (!fd_text || !*fd_text) return config::Config();
+    int fd = std::atoi(fd_text);
+    UniqueFd owned(fd);
+    std::string text;
+    char buf[8192];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail_errno("read the config fd");
+        if (n == 0) break;
+        text.append(buf, static_cast<size_t>(n));
+        off += n;
+        if (text.size() > 4 * 1024 * 1024) return fail("config too large");
+    }
+    auto cfg = config::Config::parse(text, "(from master)");
+    if (!cfg) return fail(cfg.error().to_string());
+    return std::move(cfg).value();
+}
+
+class Glue : public event::StreamHandler {
+  public:
+    Glue(event_base* base, imap::SessionConfig cfg) : base_(base), session_(std::move(cfg)) {}
+
+    Status start(UniqueFd fd, size_t max_output) {
+        event::StreamConnection::Limits limits;
+        limits.max_output = max_output;
+        auto c = event::StreamConnection::create(base_, std::move(fd), *this, limits);
+        if (!c) return Err{c.error()};
+        conn_ = std::move(c).value();
+        conn_->set_idle_timeout(kAutologout);
+        if (auto st = conn_->start(); !st) return st;
+        inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+        if (inotify_) {
+            ev_.reset(event_new(base_, inotify_.get(), EV_READ | EV_PERSIST, on_inotify, this));
+            if (ev_) event_add(ev_.get(), nullptr);
+        }
+        session_.start();
+        flush();
+        return {};
+    }
+
+    void stop() {
+        session_.shutdown();
+        flush();
+    }
+
+    void on_input(event::StreamConnection& c) noexcept override {
+        process(c);
+        if (c.at_eof() && !c.closing()) c.close();
+    }
+    void on_timeout(event::StreamConnection&) noexcept override {
+        session_.autologout();
+        flush();
+    }
+    void on_tls_ready(event::StreamConnection&) noexcept override {}
+    void on_drained(event::StreamConnection& c) noexcept override {
+        if (!session_.busy()) return;
+        session_.resume();
+        flush();
+        if (!session_.busy()) process(c);
+    }
+    void on_closed(event::StreamConnection&, const event::CloseInfo& info) noexcept override {
+        if (info.reason != event::CloseReason::Closed &&
+            info.reason != event::CloseReason::PeerClosed)
+            log::info("connection ended: ", event::to_string(info.reason), " ", info.detail);
+        event_base_loopexit(base_, nullptr);
+    }
+
+  private:
+    void process(event::StreamConnection& c) {
+        while (!session_.busy() && !session_.done() && c.input_size() > 0) {
+            std::string_view in = c.peek(c.input_size());
+            size_t used = session_.feed(in);
+            c.drain(used);
+            flush();
+            if (used == 0) break;
+        }
+    }
+
+    void flush() {
+        if (!conn_) return;
+        std::string out = session_.take_output();
+        if (!out.empty()) conn_->write(out);
+        watch();
+        if (session_.done() && !conn_->closing()) conn_->close_after_flush();
+    }
+
+    // Keeps the inotify watches on the selected folder's new/ and cur/.
+    void watch() {
+        if (!inotify_) return;
+        std::string dir = session_.selected_dir();
+        if (dir == watched_) return;
+        for (int wd : wds_) inotify_rm_watch(inotify_.get(), wd);
+        wds_.clear();
+        watched_ = dir;
+        if (dir.empty()) return;
+        for (const char* sub : {"/new", "/cur"}) {
+            int wd =
+                inotify_add_watch(inotify_.get(), (dir + sub).c_str(),
+                                  IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR);
+            if (wd >= 0) wds_.push_back(wd);
+        }
+    }
+
+    static void on_inotify(evutil_socket_t fd, short, void* self) noexcept {
+        char buf[4096];
+        while (read(fd, buf, sizeof buf) > 0) {
+        }
+        auto* g = static_cast<Glue*>(self);
+        if (!g->conn_ || g->conn_->closing()) return;
+        g->session_.changed();
+        g->flush();
+    }
+
+    event_base* base_;
+    imap::Session session_;
+    std::unique_ptr<event::StreamConnection> conn_;
+    UniqueFd inotify_;
+    EventPtr ev_;
+    std::string watched_;
+    std::vector<int> wds_;
+};
+
+void on_term(evutil_socket_t, short, void* self) noexcept {
+    static_cast<Glue*>(self)->stop();
+}
+
+}  // namespace
+
+int main(int, char**) {
+    bool foreground = env("PBX_FOREGROUND") && std::string_view(env("PBX_FOREGROUND")) == "1";
+    log::init("imapd", foreground);
+    if (getuid() == 0 || geteuid() == 0) {
+        log::error("imapd runs as the mail user, never as root");
+        return 1;
+    }
+    auto cfg = load_config();
+    if (!cfg) {
+        log::error(cfg.error().message);
+        return 1;
+    }
+    const char* user = env(si::kEnvUser);
+    const char* mailbox = env(si::kEnvMailbox);
+    const char* format = env(si::kEnvMailboxFormat);
+    if (!user || !*user || !mailbox || mailbox[0] != '/') {
+        log::error("PBX_USER and an absolute PBX_MAILBOX are required");
+        return 1;
+    }
+    log::set_debug(cfg->boolean("log_debug") ||
+                   (env("PBX_DEBUG") && std::string_view(env("PBX_DEBUG")) == "1"));
+    signal(SIGPIPE, SIG_IGN);
+    if (chdir("/") != 0) return 1;
+
+    imap::SessionConfig sc;
+    sc.user = user;
+    sc.root = mailbox;
+    while (sc.root.size() > 1 && sc.root.back() == '/') sc.root.pop_back();
+    if (const char* tag = env(si::kEnvLoginTag)) sc.login_tag = tag;
+    sc.append_limit = cfg->size("message_size_limit");
+
+    EventBasePtr base(event_base_new());
+    if (!base) return 1;
+    if (format && std::string_view(format) == "mbox") {
+        // IMAP needs folders and UIDs: only Maildir++ stores are served.
+        std::string bye = "* BYE IMAP is served from Maildir mailboxes only; this one is mbox\r\n";
+        (void)!write(si::kClientFd, bye.data(), bye.size());
+        log::warn("user ", user, ": IMAP refused, mailbox is mbox");
+        return 0;
+    }
+    Glue glue(base.get(), sc);
+    UniqueFd client(dup(si::kClientFd));
+    if (auto st = glue.start(std::move(client), 2 * sc.append_limit + (16u << 20)); !st) {
+        log::error("cannot start the session: ", st.error().message);
+        return 1;
+    }
+    EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_term, &glue));
+    if (sigterm) event_add(sigterm.get(), nullptr);
+    log::info("session for ", user, " started");
+    event_base_dispatch(base.get());
+    log::info("session for ", user, " ended");
+    return 0;
+}

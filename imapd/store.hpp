@@ -1,0 +1,186 @@
+// The IMAP view of a Maildir++ store (DESIGN.md §6, pillarbox-maildir(5)).
+//
+// Layout under the Maildir++ root (PBX_MAILBOX):
+//   cur/ new/ tmp/              INBOX
+//   .Sent/ .a.b/ ...            folder "Sent", folder "a.b" (child of "a"),
+//                               each with cur/ new/ tmp/ and maildirfolder
+//   subscriptions               subscribed names, one a line
+//   pillarbox-folders           marker: the special-use folders were created
+// Per folder directory:
+//   pillarbox-uidlist           UIDVALIDITY, UIDNEXT, uid → base name
+//   pillarbox-uidlist.lock      flock()ed while the folder is synced/changed
+//   dovecot-keywords            keyword names of the letters a..z in ":2,"
+//
+// Names are IMAP mailbox names in modified UTF-7 (RFC 3501 §5.1.3), stored
+// as they are; the hierarchy delimiter is '.'. A name that could leave the
+// root (containing '/', an empty component as in "..", a leading '~') or
+// is not valid modified UTF-7 is refused before any path is built.
+//
+// Concurrency: every change of the uid list, of a message's flags (a
+// rename) and every expunge happens under the folder's lock, after a fresh
+// scan, so several sessions, local delivery (link into new/) and external
+// tools (mv into cur/) can work on a folder at once. A file is identified by
+// its base name (the part before ":2,"), which a flag change keeps.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/unique_fd.hpp"
+
+namespace pbx::imap {
+
+// System flags, as kept in the ":2," suffix.
+enum : uint8_t {
+    kFlagSeen = 1,      // S
+    kFlagAnswered = 2,  // R
+    kFlagFlagged = 4,   // F
+    kFlagDeleted = 8,   // T
+    kFlagDraft = 16,    // D
+};
+inline constexpr size_t kMaxKeywords = 26;  // letters a..z
+
+// ---- pure parts (unit-tested) --------------------------------------------
+
+struct UidList {
+    uint32_t validity = 0;
+    uint32_t next = 1;
+    struct Entry {
+        uint32_t uid;
+        std::string base;
+    };
+    std::vector<Entry> entries;  // ascending uid
+};
+// nullopt (and `error`) when the text is not a valid uid list: bad header,
+// uids not ascending or not below UIDNEXT, a repeated base name.
+std::optional<UidList> parse_uidlist(std::string_view text, std::string& error);
+std::string format_uidlist(const UidList& list);
+
+// "base:2,FS" → base "base", flags, keyword letters; names without ":2,"
+// have no flags.
+struct NameInfo {
+    std::string base;
+    uint8_t flags = 0;
+    uint32_t keywords = 0;  // bit i = letter 'a' + i
+};
+NameInfo parse_maildir_name(std::string_view name);
+std::string maildir_name(std::string_view base, uint8_t flags, uint32_t keywords);
+
+// Mailbox name checks and the Maildir++ directory of a name ("" = INBOX).
+bool valid_mutf7(std::string_view name);
+std::optional<std::string> folder_relpath(std::string_view name, std::string& error);
+bool is_inbox(std::string_view name);
+
+// LIST pattern matching: '*' any, '%' anything but the delimiter '.'.
+bool list_match(std::string_view pattern, std::string_view name);
+
+// dovecot-keywords: "N name" lines.
+std::vector<std::string> parse_keywords(std::string_view text);
+std::string format_keywords(const std::vector<std::string>& names);
+
+// ---- a folder on disk ----------------------------------------------------
+
+struct StoredMessage {
+    uint32_t uid = 0;
+    std::string base;
+    std::string file;  // relative to the folder: "cur/NAME" or "new/NAME"
+    uint8_t flags = 0;
+    uint32_t keywords = 0;
+};
+
+class Folder;
+
+// The folder's lock (flock on pillarbox-uidlist.lock), held while alive.
+class FolderLock {
+  public:
+    static Result<FolderLock> take(const std::string& dir);
+    FolderLock(FolderLock&&) = default;
+    FolderLock& operator=(FolderLock&&) = default;
+
+  private:
+    explicit FolderLock(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
+struct SyncResult {
+    uint32_t validity = 0;
+    uint32_t next = 1;
+    std::vector<StoredMessage> messages;  // ascending uid
+    std::vector<uint32_t> recent;         // moved from new/ to cur/ by this sync
+    bool rebuilt = false;                 // the uid list was missing or corrupt
+};
+
+class Folder {
+  public:
+    explicit Folder(std::string dir) : dir_(std::move(dir)) {}
+    const std::string& dir() const { return dir_; }
+
+    // Scans new/ and cur/ under the lock, gives new files uids, forgets
+    // files that are gone, moves new/ files to cur/ when `take_new`, and
+    // writes the uid list when it changed.
+    Result<SyncResult> sync(bool take_new);
+    // The same, while the caller holds the lock.
+    Result<SyncResult> sync_locked(bool take_new);
+
+    // Sets a message's flags (rename under the lock). Returns the new file
+    // (relative) or nullopt when the message is gone.
+    Result<std::optional<std::string>> set_flags(const std::string& base, uint8_t flags,
+                                                 uint32_t keywords);
+    // Removes the messages with these base names (under the lock).
+    Status expunge(const std::vector<std::string>& bases);
+    // Stores a message into cur/ with flags and date; returns its uid and the
+    // folder's UIDVALIDITY.
+    Result<std::pair<uint32_t, uint32_t>> append(std::string_view content, uint8_t flags,
+                                                 uint32_t keywords, time_t internal_date);
+    // Hard-links (COPY) a message file into this folder; returns its uid.
+    Result<uint32_t> copy_in(const std::string& source_path, uint8_t flags, uint32_t keywords);
+
+    // Keywords: the folder's names; index_of() adds a name when `create`
+    // (up to 26); -1 when it does not exist or there is no room.
+    std::vector<std::string> keywords();
+    int keyword_index(std::string_view name, bool create);
+
+  private:
+    Result<std::string> new_unique_name(uint64_t size);
+    std::string dir_;
+};
+
+// ---- the whole store -------------------------------------------------------
+
+class MailStore {
+  public:
+    explicit MailStore(std::string root) : root_(std::move(root)) {}
+    const std::string& root() const { return root_; }
+
+    // Absolute folder directory of a valid name; nullopt + error otherwise.
+    std::optional<std::string> dir_of(std::string_view name, std::string& error) const;
+    bool exists(std::string_view name) const;
+
+    // Every folder name (INBOX first), and the names of folders with
+    // children missing as folders of their own.
+    std::vector<std::string> list() const;
+
+    Status create(std::string_view name);
+    Status remove(std::string_view name);
+    Status rename(std::string_view from, std::string_view to);
+
+    std::vector<std::string> subscriptions() const;
+    Status set_subscribed(std::string_view name, bool on);
+
+    // "\\Sent" etc. for the special-use folders, "" otherwise.
+    static std::string_view special_use(std::string_view name);
+    // Creates INBOX and, once per store, the special-use folders.
+    Status ensure_defaults();
+
+  private:
+    std::string root_;
+};
+
+}  // namespace pbx::imap

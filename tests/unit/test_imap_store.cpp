@@ -1,0 +1,246 @@
+// imapd/store: the uid list format, Maildir names and flags, mailbox name
+// checks, LIST patterns, and a folder on disk: UIDs stable across syncs,
+// external changes, a corrupt or lost uid list.
+#include <sys/stat.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "imapd/store.hpp"
+
+using namespace pbx::imap;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/pbx-imap-store-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+void put(const fs::path& p, std::string_view text) {
+    std::ofstream out(p, std::ios::binary);
+    out << text;
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("uid list: format and validation") {
+    UidList l;
+    l.validity = 1234;
+    l.next = 10;
+    l.entries = {{1, "a.M1"}, {5, "b c"}, {9, "d"}};
+    std::string text = format_uidlist(l);
+    CHECK(text == "pillarbox-uidlist 1 V1234 N10\n1 :a.M1\n5 :b c\n9 :d\n");
+    std::string error;
+    auto back = parse_uidlist(text, error);
+    REQUIRE(back);
+    CHECK(back->validity == 1234);
+    CHECK(back->next == 10);
+    REQUIRE(back->entries.size() == 3);
+    CHECK(back->entries[1].base == "b c");
+    // Unknown header fields and per-line fields are skipped (room for modseqs).
+    CHECK(parse_uidlist("pillarbox-uidlist 1 V1 N3 M77\n1 M5 :x\n", error));
+    const char* bad[] = {
+        "",
+        "pillarbox-uidlist 1 V1 N3",                // no newline
+        "other 1 V1 N3\n",                          // magic
+        "pillarbox-uidlist 1 N3\n",                 // no V
+        "pillarbox-uidlist 1 V0 N3\n",              // V0
+        "pillarbox-uidlist 1 V1 N3\n2 :a\n1 :b\n",  // not ascending
+        "pillarbox-uidlist 1 V1 N3\n3 :a\n",        // not below N
+        "pillarbox-uidlist 1 V1 N3\n1 :a\n2 :a\n",  // repeated
+        "pillarbox-uidlist 1 V1 N3\n1 :a/b\n",      // slash
+        "pillarbox-uidlist 1 V1 N3\n1 a\n",         // no " :"
+        "pillarbox-uidlist 1 V1 N3\nx :a\n",        // uid
+        "pillarbox-uidlist 1 V1 N3\n1 :a",          // unterminated
+    };
+    for (const char* b : bad) {
+        INFO(b);
+        CHECK_FALSE(parse_uidlist(b, error));
+    }
+}
+
+TEST_CASE("maildir names and flags") {
+    auto i = parse_maildir_name("123.M1P2.host,S=5:2,FSa");
+    CHECK(i.base == "123.M1P2.host,S=5");
+    CHECK(i.flags == (kFlagFlagged | kFlagSeen));
+    CHECK(i.keywords == 1);
+    CHECK(parse_maildir_name("plain").base == "plain");
+    CHECK(parse_maildir_name("plain").flags == 0);
+    CHECK(maildir_name("b", kFlagSeen | kFlagDeleted | kFlagDraft | kFlagAnswered, 0b101) ==
+          "b:2,DRSTac");
+}
+
+TEST_CASE("mailbox names: hostile ones are refused") {
+    std::string error;
+    struct C {
+        std::string_view name;
+        std::string_view rel;  // "!" = refused
+    };
+    const C cases[] = {
+        {"INBOX", ""},
+        {"inbox", ""},
+        {"Sent", ".Sent"},
+        {"a.b", ".a.b"},
+        {"~user", "!"},
+        {"..", "!"},
+        {"a..b", "!"},
+        {".a", "!"},
+        {"a.", "!"},
+        {"/etc", "!"},
+        {"a/b", "!"},
+        {"../x", "!"},
+        {"", "!"},
+        {"a*", "!"},
+        {"a%", "!"},
+        {"a\x01", "!"},
+        {"caf\xc3\xa9", "!"},
+        {"caf&AOk-", ".caf&AOk-"},
+        {"&-", ".&-"},
+        {"&AGE-", "!"},
+        {"&", "!"},
+        {"&Jjo", "!"},
+        {"&2D3eAA-", ".&2D3eAA-"},
+        {"&2D0-", "!"},
+    };
+    for (const auto& c : cases) {
+        INFO(std::string(c.name));
+        auto rel = folder_relpath(c.name, error);
+        if (c.rel == "!")
+            CHECK_FALSE(rel);
+        else
+            CHECK(rel.value() == c.rel);
+    }
+}
+
+TEST_CASE("LIST pattern matching") {
+    CHECK(list_match("*", "a.b.c"));
+    CHECK(list_match("%", "a"));
+    CHECK_FALSE(list_match("%", "a.b"));
+    CHECK(list_match("a.%", "a.b"));
+    CHECK_FALSE(list_match("a.%", "a.b.c"));
+    CHECK(list_match("a*", "a.b.c"));
+    CHECK(list_match("a%c", "abc"));
+    CHECK_FALSE(list_match("a%c", "a.c"));
+    CHECK(list_match("", ""));
+    CHECK_FALSE(list_match("", "a"));
+    CHECK(list_match("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaab"));
+    CHECK_FALSE(list_match("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+}
+
+TEST_CASE("folder: uids stable, external changes, corrupt list rebuilt") {
+    TempDir t;
+    MailStore store(t.path.string());
+    REQUIRE(store.ensure_defaults());
+    CHECK(store.exists("Sent"));
+    CHECK(store.exists("Trash"));
+    auto names = store.list();
+    CHECK(names.front() == "INBOX");
+    CHECK(std::find(names.begin(), names.end(), "Archive") != names.end());
+    Folder f(t.path.string());
+    put(t.path / "new" / "100.a.host", "Subject: 1\n\none\n");
+    put(t.path / "new" / "200.b.host", "Subject: 2\n\ntwo\n");
+    auto r = f.sync(true);
+    REQUIRE(r);
+    REQUIRE(r->messages.size() == 2);
+    CHECK(r->messages[0].uid == 1);
+    CHECK(r->messages[1].uid == 2);
+    CHECK(r->recent.size() == 2);
+    CHECK(fs::exists(t.path / "cur" / "100.a.host:2,"));
+    uint32_t validity = r->validity;
+    // An external writer adds one and renames another with flags.
+    put(t.path / "cur" / "300.c.host:2,S", "Subject: 3\n\nthree\n");
+    fs::rename(t.path / "cur" / "100.a.host:2,", t.path / "cur" / "100.a.host:2,FS");
+    r = f.sync(true);
+    REQUIRE(r);
+    REQUIRE(r->messages.size() == 3);
+    CHECK(r->messages[0].flags == (kFlagFlagged | kFlagSeen));
+    CHECK(r->messages[2].uid == 3);
+    CHECK(r->recent.empty());
+    // Removal by hand: the uid is gone, never reused.
+    fs::remove(t.path / "cur" / "200.b.host:2,");
+    r = f.sync(false);
+    REQUIRE(r);
+    REQUIRE(r->messages.size() == 2);
+    CHECK(r->next == 4);
+    // set_flags, expunge, append.
+    auto moved = f.set_flags("300.c.host", kFlagSeen | kFlagAnswered, 0);
+    REQUIRE(moved);
+    CHECK(moved->value() == "cur/300.c.host:2,RS");
+    auto app = f.append("Subject: 4\r\n\r\nfour\r\n", kFlagDraft, 0, 86400);
+    REQUIRE(app);
+    CHECK(app->first == 4);
+    CHECK(app->second == validity);
+    REQUIRE(f.expunge({"100.a.host"}));
+    r = f.sync(false);
+    REQUIRE(r);
+    REQUIRE(r->messages.size() == 2);
+    CHECK(r->messages[0].uid == 3);
+    CHECK(r->messages[1].uid == 4);
+    CHECK(r->messages[1].flags == kFlagDraft);
+    struct stat st {};
+    REQUIRE(stat((t.path / r->messages[1].file).c_str(), &st) == 0);
+    CHECK(st.st_mtime == 86400);
+    CHECK(r->validity == validity);
+    // A corrupt uid list is rebuilt with a new UIDVALIDITY, not trusted.
+    put(t.path / "pillarbox-uidlist", "pillarbox-uidlist 1 V5 N2\n7 :zzz\n");
+    sleep(1);
+    r = f.sync(false);
+    REQUIRE(r);
+    CHECK(r->rebuilt);
+    CHECK(r->validity != validity);
+    CHECK(r->messages.size() == 2);
+    CHECK(slurp(t.path / "pillarbox-uidlist").rfind("pillarbox-uidlist 1 V", 0) == 0);
+    // Keywords.
+    CHECK(f.keyword_index("$Junk", false) == -1);
+    CHECK(f.keyword_index("$Junk", true) == 0);
+    CHECK(f.keyword_index("$junk", true) == 0);
+    CHECK(f.keyword_index("Work", true) == 1);
+    CHECK(slurp(t.path / "dovecot-keywords") == "0 $Junk\n1 Work\n");
+}
+
+TEST_CASE("store: create, rename with children, delete, subscriptions") {
+    TempDir t;
+    MailStore store(t.path.string());
+    REQUIRE(store.ensure_defaults());
+    REQUIRE(store.create("a"));
+    REQUIRE(store.create("a.b"));
+    REQUIRE(store.create("a.b.c"));
+    CHECK_FALSE(store.create("a"));
+    CHECK_FALSE(store.create("INBOX"));
+    CHECK_FALSE(store.create("../x"));
+    REQUIRE(store.rename("a", "z"));
+    CHECK(store.exists("z.b.c"));
+    CHECK_FALSE(store.exists("a.b"));
+    CHECK_FALSE(store.rename("z", "z.q"));
+    REQUIRE(store.remove("z.b"));
+    CHECK(store.exists("z.b.c"));
+    CHECK_FALSE(store.remove("INBOX"));
+    put(t.path / "new" / "1.x.h", "x");
+    REQUIRE(store.rename("INBOX", "Old"));
+    CHECK(fs::exists(t.path / ".Old" / "new" / "1.x.h"));
+    CHECK_FALSE(fs::exists(t.path / "new" / "1.x.h"));
+    REQUIRE(store.set_subscribed("z", true));
+    auto subs = store.subscriptions();
+    CHECK(std::find(subs.begin(), subs.end(), "z") != subs.end());
+    CHECK(std::find(subs.begin(), subs.end(), "Sent") != subs.end());
+    REQUIRE(store.set_subscribed("z", false));
+    subs = store.subscriptions();
+    CHECK(std::find(subs.begin(), subs.end(), "z") == subs.end());
+    // A deleted special-use folder is not created again.
+    REQUIRE(store.remove("Junk"));
+    REQUIRE(store.ensure_defaults());
+    CHECK_FALSE(store.exists("Junk"));
+}
