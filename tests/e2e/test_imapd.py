@@ -662,7 +662,7 @@ class ImapdWithDeliveryTest(unittest.TestCase):
         whole = fetch_one(imap, n, "(BODY.PEEK[])")
         # Delivery added its header lines on top; the rest is byte-exact.
         self.assertTrue(whole.endswith(MULTIPART[MULTIPART.index(b"From: Alice"):]), whole)
-        self.assertIn(b"Delivered-To: <alice@example.test>", whole)
+        self.assertIn(b"Delivered-To: alice@example.test\r\n", whole)
         self.assertEqual(fetch_one(imap, n, "(BODY.PEEK[1])"), PART1)
         self.assertEqual(fetch_one(imap, n, "(BODY.PEEK[2])"), PART2)
         self.assertEqual(fetch_one(imap, n, "(BODY.PEEK[2.1])"), b"inner body")
