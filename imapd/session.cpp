@@ -120,6 +120,9 @@ struct Session::Selected {
     // The last message read (FETCH of several items, SEARCH).
     uint32_t cached_uid = 0;
     std::string cached_text;
+    // pillarbox-cache: FETCH data by base name.
+    CacheMap cache;
+    bool cache_dirty = false;
 
     explicit Selected(std::string dir) : folder(std::move(dir)) {}
 };
@@ -160,7 +163,9 @@ Session::Session(SessionConfig cfg) : cfg_(std::move(cfg)), store_(cfg_.root) {
     reader_.set_limits(l);
 }
 
-Session::~Session() = default;
+Session::~Session() {
+    save_cache();
+}
 
 std::string Session::take_output() {
     std::string s;
@@ -189,7 +194,41 @@ void Session::tagged(const std::string& tag, std::string_view status, std::strin
 
 void Session::finish(const std::string& tag, std::string_view text, bool allow_expunge) {
     sync_view(allow_expunge);
+    save_cache();
     tagged(tag, "OK", text);
+}
+
+void Session::save_cache() {
+    if (!sel_ || !sel_->cache_dirty) return;
+    sel_->cache_dirty = false;
+    // Only entries of messages that still exist.
+    std::set<std::string_view> live;
+    for (const auto& m : sel_->msgs) live.insert(m.base);
+    for (auto it = sel_->cache.begin(); it != sel_->cache.end();) {
+        if (!live.count(it->first))
+            it = sel_->cache.erase(it);
+        else
+            ++it;
+    }
+    if (auto st = sel_->folder.save_cache(sel_->cache); !st)
+        log::warn(sel_->folder.dir(), ": cannot write the cache: ", st.error().message);
+}
+
+const CacheEntry* Session::cache_entry(size_t index) {
+    Msg& m = sel_->msgs[index];
+    auto it = sel_->cache.find(m.base);
+    if (it != sel_->cache.end()) return &it->second;
+    const std::string* text = load(index);
+    if (!text) return nullptr;
+    MimePart mime = parse_mime(*text);
+    CacheEntry e;
+    e.vsize = text->size();
+    e.date = static_cast<int64_t>(internal_date(index));
+    e.envelope = envelope(*text, mime);
+    e.body = bodystructure(*text, mime, false);
+    e.bodystructure = bodystructure(*text, mime, true);
+    sel_->cache_dirty = true;
+    return &sel_->cache.emplace(m.base, std::move(e)).first->second;
 }
 
 void Session::start() {
@@ -570,12 +609,16 @@ const std::string* Session::load(size_t index) {
 uint64_t Session::message_size(size_t index) {
     Msg& m = sel_->msgs[index];
     if (m.vsize >= 0) return static_cast<uint64_t>(m.vsize);
+    if (auto it = sel_->cache.find(m.base); it != sel_->cache.end()) {
+        m.vsize = static_cast<int64_t>(it->second.vsize);
+        return it->second.vsize;
+    }
     if (auto w = name_vsize(m.base)) {
         m.vsize = static_cast<int64_t>(*w);
         return *w;
     }
-    auto text = load(index);
-    return text ? text->size() : 0;
+    const CacheEntry* e = cache_entry(index);
+    return e ? e->vsize : 0;
 }
 
 time_t Session::internal_date(size_t index) {
@@ -624,6 +667,7 @@ void Session::cmd_select(const Command& c, bool readonly) {
         bad(c.tag, c.name + " needs one mailbox name");
         return;
     }
+    save_cache();
     sel_.reset();  // a failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1)
     idle_ = false;
     std::string name = mailbox_arg(c.args[0]);
@@ -649,6 +693,7 @@ void Session::cmd_select(const Command& c, bool readonly) {
     sel->validity = r->validity;
     sel->uidnext = r->next;
     sel->keyword_names = sel->folder.keywords();
+    sel->cache = sel->folder.load_cache();
     sel->last_sync = ::time(nullptr);
     std::set<uint32_t> recent(r->recent.begin(), r->recent.end());
     for (const auto& s : r->messages) {
@@ -1112,6 +1157,7 @@ void Session::cmd_close(const Command& c, bool expunge) {
                 log::warn(sel_->folder.dir(), ": expunge failed: ", st.error().message);
         }
     }
+    save_cache();
     sel_.reset();
     tagged(c.tag, "OK", expunge ? "CLOSE completed" : "UNSELECT completed");
 }
@@ -1333,6 +1379,7 @@ void Session::run_fetch() {
     bool uid = job_->uid;
     job_.reset();
     sync_view(false);
+    save_cache();
     if (gone)
         no(tag, "[EXPUNGEISSUED] Some messages were expunged by another session");
     else
@@ -1390,15 +1437,18 @@ bool Session::fetch_one(size_t index) {
                 add("RFC822.SIZE " + std::to_string(message_size(index)));
                 break;
             case K::Envelope:
-                if (!need_mime()) return false;
-                add("ENVELOPE " + envelope(*text, *mime));
-                break;
             case K::Body:
-            case K::BodyStructure:
-                if (!need_mime()) return false;
-                add(std::string(it.kind == K::Body ? "BODY " : "BODYSTRUCTURE ") +
-                    bodystructure(*text, *mime, it.kind == K::BodyStructure));
+            case K::BodyStructure: {
+                const CacheEntry* e = cache_entry(index);
+                if (!e) return false;
+                if (it.kind == K::Envelope)
+                    add("ENVELOPE " + e->envelope);
+                else if (it.kind == K::Body)
+                    add("BODY " + e->body);
+                else
+                    add("BODYSTRUCTURE " + e->bodystructure);
                 break;
+            }
             case K::Rfc822:
                 if (!need_text()) return false;
                 add("RFC822 " + quote_string(*text));

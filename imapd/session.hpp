@@ -110,6 +110,10 @@ class Session {
     uint64_t message_size(size_t index);
     time_t internal_date(size_t index);
     bool set_message_flags(size_t index, uint8_t flags, uint32_t keywords);
+    // The cached FETCH data of a message, computed (and the cache marked for
+    // saving) when missing; nullptr when the message is gone.
+    const CacheEntry* cache_entry(size_t index);
+    void save_cache();
 
     SessionConfig cfg_;
     MailStore store_;

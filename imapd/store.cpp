@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -25,6 +26,8 @@ namespace {
 constexpr std::string_view kUidListName = "pillarbox-uidlist";
 constexpr std::string_view kUidListMagic = "pillarbox-uidlist 1";
 constexpr std::string_view kKeywordsName = "dovecot-keywords";
+constexpr std::string_view kCacheName = "pillarbox-cache";
+constexpr std::string_view kCacheMagic = "pillarbox-cache 1 ";
 constexpr std::string_view kSubscriptionsName = "subscriptions";
 constexpr std::string_view kDefaultsMarker = "pillarbox-folders";
 constexpr size_t kMaxNameBytes = 200;
@@ -357,6 +360,85 @@ std::string format_keywords(const std::vector<std::string>& names) {
     return out;
 }
 
+namespace {
+
+uint64_t fnv1a(std::string_view s) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+bool take_number(std::string_view& s, uint64_t& out, char end) {
+    size_t e = s.find(end);
+    if (e == std::string_view::npos || e == 0 || e > 20) return false;
+    out = 0;
+    for (char c : s.substr(0, e)) {
+        if (c < '0' || c > '9') return false;
+        out = out * 10 + static_cast<uint64_t>(c - '0');
+    }
+    s.remove_prefix(e + 1);
+    return true;
+}
+
+}  // namespace
+
+// Format: "pillarbox-cache 1 <fnv1a-64 of the rest, hex>\n", then records
+//   "<base len> <vsize> <date> <env len> <body len> <bs len>\n"
+//   base envelope body bodystructure (raw bytes, lengths as given)
+std::string format_cache(const CacheMap& entries) {
+    std::string body;
+    for (const auto& [base, e] : entries) {
+        body += std::to_string(base.size()) + " " + std::to_string(e.vsize) + " " +
+                std::to_string(e.date) + " " + std::to_string(e.envelope.size()) + " " +
+                std::to_string(e.body.size()) + " " + std::to_string(e.bodystructure.size()) + "\n";
+        body += base;
+        body += e.envelope;
+        body += e.body;
+        body += e.bodystructure;
+    }
+    char sum[32];
+    std::snprintf(sum, sizeof sum, "%016llx", static_cast<unsigned long long>(fnv1a(body)));
+    return std::string(kCacheMagic) + sum + "\n" + body;
+}
+
+std::optional<CacheMap> parse_cache(std::string_view text) {
+    if (text.substr(0, kCacheMagic.size()) != kCacheMagic) return std::nullopt;
+    text.remove_prefix(kCacheMagic.size());
+    size_t eol = text.find('\n');
+    if (eol != 16) return std::nullopt;
+    std::string_view sum = text.substr(0, 16);
+    text.remove_prefix(17);
+    char want[32];
+    std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(fnv1a(text)));
+    if (sum != want) return std::nullopt;
+    CacheMap out;
+    while (!text.empty()) {
+        uint64_t base_len, vsize, date, env_len, body_len, bs_len;
+        if (!take_number(text, base_len, ' ') || !take_number(text, vsize, ' ') ||
+            !take_number(text, date, ' ') || !take_number(text, env_len, ' ') ||
+            !take_number(text, body_len, ' ') || !take_number(text, bs_len, '\n'))
+            return std::nullopt;
+        uint64_t total = base_len + env_len + body_len + bs_len;
+        if (total > text.size() || base_len == 0) return std::nullopt;
+        CacheEntry e;
+        std::string base(text.substr(0, base_len));
+        size_t p = base_len;
+        e.vsize = vsize;
+        e.date = static_cast<int64_t>(date);
+        e.envelope = std::string(text.substr(p, env_len));
+        p += env_len;
+        e.body = std::string(text.substr(p, body_len));
+        p += body_len;
+        e.bodystructure = std::string(text.substr(p, bs_len));
+        text.remove_prefix(total);
+        out.emplace(std::move(base), std::move(e));
+    }
+    return out;
+}
+
 // ---- FolderLock / Folder -------------------------------------------------
 
 Result<FolderLock> FolderLock::take(const std::string& dir) {
@@ -596,6 +678,22 @@ int Folder::keyword_index(std::string_view name, bool create) {
     if (!spool::atomic_write(dir_ + "/" + std::string(kKeywordsName), format_keywords(names)))
         return -1;
     return static_cast<int>(slot);
+}
+
+CacheMap Folder::load_cache() {
+    bool missing = false;
+    auto text = read_file(dir_ + "/" + std::string(kCacheName), missing);
+    if (!text || missing) return {};
+    auto parsed = parse_cache(*text);
+    if (!parsed) {
+        log::warn(dir_, "/", kCacheName, ": invalid; ignored and rebuilt");
+        return {};
+    }
+    return std::move(*parsed);
+}
+
+Status Folder::save_cache(const CacheMap& entries) {
+    return spool::atomic_write(dir_ + "/" + std::string(kCacheName), format_cache(entries));
 }
 
 // ---- MailStore -------------------------------------------------------------

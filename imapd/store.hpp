@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.hpp"
@@ -84,6 +85,20 @@ bool list_match(std::string_view pattern, std::string_view name);
 // dovecot-keywords: "N name" lines.
 std::vector<std::string> parse_keywords(std::string_view text);
 std::string format_keywords(const std::vector<std::string>& names);
+
+// The per-folder cache of what FETCH needs often (pillarbox-cache): keyed by
+// base name, which never changes for a message's content, so an entry stays
+// valid as long as its file exists. The file carries a checksum; a file that
+// does not parse or check is ignored and rebuilt, never trusted.
+struct CacheEntry {
+    uint64_t vsize = 0;                         // RFC822.SIZE (CRLF form)
+    int64_t date = 0;                           // internal date (seconds)
+    std::string envelope, body, bodystructure;  // FETCH texts
+};
+using CacheMap = std::unordered_map<std::string, CacheEntry>;
+std::string format_cache(const CacheMap& entries);
+// nullopt when the text is not a valid cache file.
+std::optional<CacheMap> parse_cache(std::string_view text);
 
 // ---- a folder on disk ----------------------------------------------------
 
@@ -146,6 +161,11 @@ class Folder {
     // (up to 26); -1 when it does not exist or there is no room.
     std::vector<std::string> keywords();
     int keyword_index(std::string_view name, bool create);
+
+    // The cache file (pillarbox-cache): empty when missing or invalid;
+    // save_cache() writes exactly `entries`, temp + rename.
+    CacheMap load_cache();
+    Status save_cache(const CacheMap& entries);
 
   private:
     Result<std::string> new_unique_name(uint64_t size);

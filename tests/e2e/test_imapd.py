@@ -580,6 +580,29 @@ class ImapdDirectTest(unittest.TestCase):
             self.assertIn(uid, after_map)
         self.assertNotIn(b"partial", b"".join(after_map.values()))
 
+    def test_cache_written_and_never_trusted(self):
+        imap = self.session().imap()
+        imap.append("INBOX", None, None, MULTIPART)
+        imap.select("INBOX")
+        typ, first = imap.fetch("1", "(ENVELOPE BODYSTRUCTURE RFC822.SIZE)")
+        cache = os.path.join(self.store.maildir, "pillarbox-cache")
+        self.assertTrue(os.path.exists(cache))
+        with open(cache, "rb") as f:
+            self.assertTrue(f.read().startswith(b"pillarbox-cache 1 "))
+        # A second session answers from the cache, the same bytes.
+        b = self.session().imap()
+        b.select("INBOX")
+        self.assertEqual(b.fetch("1", "(ENVELOPE BODYSTRUCTURE RFC822.SIZE)")[1], first)
+        # A corrupt cache is ignored (and rewritten), not a crashed session.
+        with open(cache, "r+b") as f:
+            f.seek(40)
+            f.write(b"garbage garbage")
+        c = self.session().imap()
+        c.select("INBOX")
+        self.assertEqual(c.fetch("1", "(ENVELOPE BODYSTRUCTURE RFC822.SIZE)")[1], first)
+        with open(cache, "rb") as f:
+            self.assertNotIn(b"garbage garbage", f.read())
+
     def test_big_fetch_flow_control(self):
         imap = self.session().imap()
         big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 3000

@@ -244,3 +244,33 @@ TEST_CASE("store: create, rename with children, delete, subscriptions") {
     REQUIRE(store.ensure_defaults());
     CHECK_FALSE(store.exists("Junk"));
 }
+
+TEST_CASE("cache file: round trip, checksum, corrupt input refused") {
+    CacheMap m;
+    m["1.a.host"] = CacheEntry{123, 456, "(\"env\")", "(\"TEXT\" \"PLAIN\")", "{4}\r\nx\ny\n"};
+    m["2.b host"] = CacheEntry{0, 0, "", "", ""};
+    std::string text = format_cache(m);
+    auto back = parse_cache(text);
+    REQUIRE(back);
+    REQUIRE(back->size() == 2);
+    CHECK(back->at("1.a.host").vsize == 123);
+    CHECK(back->at("1.a.host").date == 456);
+    CHECK(back->at("1.a.host").bodystructure == "{4}\r\nx\ny\n");
+    CHECK(back->at("2.b host").envelope.empty());
+    // Any changed byte, a cut, or another magic: refused.
+    for (size_t i = 0; i < text.size(); i += 7) {
+        std::string bad = text;
+        bad[i] = static_cast<char>(bad[i] ^ 0x20);
+        CHECK_FALSE(parse_cache(bad));
+    }
+    CHECK_FALSE(parse_cache(text.substr(0, text.size() - 1)));
+    CHECK_FALSE(parse_cache(""));
+    CHECK(parse_cache(format_cache({}))->empty());
+    // On disk: saved, loaded, an invalid file is ignored.
+    TempDir t;
+    Folder f(t.path.string());
+    REQUIRE(f.save_cache(m));
+    CHECK(f.load_cache().size() == 2);
+    put(t.path / "pillarbox-cache", "garbage");
+    CHECK(f.load_cache().empty());
+}
