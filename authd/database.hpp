@@ -34,6 +34,9 @@ class Database {
 
     const auth::UserTable& users() const { return users_.table; }
     const auth::AliasMap& aliases() const { return aliases_.table; }
+    // Of the aliases file in use (owner and mode decide whether its commands,
+    // files and :include: targets are honoured).
+    const auth::FileStamp& aliases_stamp() const { return aliases_.loaded; }
 
   private:
     template <class Table>

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/auth/expand.hpp"
 #include "common/ipc/auth_msgs.hpp"
 #include "common/log.hpp"
 
@@ -27,128 +28,6 @@ ipc::Message verify_result(uint64_t id, auth::VerifyStatus status, std::string_v
 bool known_service(std::string_view s) {
     return s == "smtp" || s == "submission" || s == "pop3" || s == "imap";
 }
-
-// A final mailbox of `resolve`.
-struct Mailbox {
-    std::string user;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::string home;
-    std::string mailbox;
-    auth::MailboxFormat format = auth::MailboxFormat::Maildir;
-};
-
-// Expands one recipient to its final mailboxes (aliases.hpp REUSE: the order
-// and loop detection are ours). The first problem ends the expansion: a
-// recipient is delivered completely or not at all.
-class Expander {
-  public:
-    Expander(const auth::ResolverSettings& settings, const authd::Database& db,
-             const auth::SystemUsers& system, const ExpandLimits& limits)
-        : settings_(settings), db_(db), system_(system), limits_(limits) {}
-
-    std::string status = "found";
-    std::string reason;
-    std::vector<Mailbox> boxes;
-
-    void address(std::string_view addr, int depth) {
-        if (!ok()) return;
-        auto res = auth::resolve_recipient(addr, settings_, db_.users(), db_.aliases(), system_);
-        switch (res.status) {
-            case auth::RcptStatus::Remote:
-                return set("unsupported", "forwarding to the remote address " + esc(addr) +
-                                              " is not supported yet");
-            case auth::RcptStatus::Invalid:
-                return set("unknown", "invalid address " + esc(addr) + ": " + res.reason);
-            case auth::RcptStatus::Unknown:
-                return set("unknown", "no such user: " + esc(addr));
-            case auth::RcptStatus::Local:
-                break;
-        }
-        switch (res.kind) {
-            case auth::LocalKind::Alias:
-                return alias(res.name, depth);
-            case auth::LocalKind::User:
-            case auth::LocalKind::SystemUser:
-                return user(res.name);
-            case auth::LocalKind::Postmaster:
-                return set("unsupported", "postmaster has no alias and no user");
-        }
-    }
-
-  private:
-    bool ok() const { return status == "found"; }
-    void set(std::string s, std::string r) {
-        if (!ok()) return;
-        status = std::move(s);
-        reason = std::move(r);
-    }
-
-    void alias(const std::string& name, int depth) {
-        if (depth >= limits_.max_depth)
-            return set("loop", "aliases nested deeper than " + std::to_string(limits_.max_depth) +
-                                   " at " + name);
-        if (std::find(stack_.begin(), stack_.end(), name) != stack_.end())
-            return set("loop", "alias loop through " + name);
-        const auth::AliasEntry* e = db_.aliases().find(name);
-        if (!e) return set("unknown", "no such alias: " + name);
-        stack_.push_back(name);
-        for (const auth::AliasTarget& t : e->targets) {
-            if (!ok()) break;
-            switch (t.kind) {
-                case auth::AliasTargetKind::Local:
-                    if (t.verbatim)
-                        user(t.value);
-                    else
-                        address(t.value, depth + 1);
-                    break;
-                case auth::AliasTargetKind::Address:
-                    address(t.value, depth + 1);
-                    break;
-                case auth::AliasTargetKind::Include:
-                case auth::AliasTargetKind::Command:
-                case auth::AliasTargetKind::File:
-                    set("unsupported", "alias " + name + ": " +
-                                           std::string(auth::to_string(t.kind)) +
-                                           " targets are not supported yet");
-                    break;
-            }
-        }
-        stack_.pop_back();
-    }
-
-    // A user by name, without alias expansion: the users file, then (with
-    // system_users) a regular system account, whose mailbox is /var/mail/NAME.
-    void user(const std::string& name) {
-        Mailbox b;
-        if (const auth::VirtualUser* u = db_.users().find(name)) {
-            b = Mailbox{u->name, u->uid, u->gid, u->home, u->mailbox, u->format};
-        } else if (auto a = settings_.system_users ? system_.account(name) : std::nullopt;
-                   a && auth::is_regular_account(*a)) {
-            b = Mailbox{a->name,
-                        a->uid,
-                        a->gid,
-                        a->home,
-                        "/var/mail/" + a->name,
-                        auth::MailboxFormat::Mbox};
-        } else {
-            return set("unknown", "no such user: " + esc(name));
-        }
-        if (b.uid == 0 || b.gid == 0) return set("unsupported", "refusing uid/gid 0 for " + b.user);
-        for (const Mailbox& have : boxes)
-            if (have.mailbox == b.mailbox) return;  // listed twice: one copy
-        if (boxes.size() >= limits_.max_mailboxes)
-            return set("unsupported",
-                       "more than " + std::to_string(limits_.max_mailboxes) + " mailboxes");
-        boxes.push_back(std::move(b));
-    }
-
-    const auth::ResolverSettings& settings_;
-    const authd::Database& db_;
-    const auth::SystemUsers& system_;
-    ExpandLimits limits_;
-    std::vector<std::string> stack_;  // aliases being expanded
-};
 
 }  // namespace
 
@@ -290,22 +169,29 @@ Reply Handler::resolve(const ipc::Message& m, const ipc::PeerInfo& peer,
         r.set_str("status", "tempfail").set_str("reason", "user database not loaded");
         return Reply{std::move(r)};
     }
-    Expander x(settings_, db_, system_, ExpandLimits{});
-    x.address(address, 0);
-    r.set_str("status", x.status);
+    static const auth::PasswdSystemUsers passwd;  // default_privs, whatever system_users says
+    auth::ExpandContext ctx{settings_,     db_.users(),
+                            db_.aliases(), db_.aliases_stamp(),
+                            system_,       settings_.default_privs,
+                            &passwd,       auth::read_text_file};
+    auth::Expansion x = auth::expand_recipient(address, ctx);
+    r.set_str("status", auth::to_string(x.status));
     if (!x.reason.empty()) r.set_str("reason", x.reason);
-    if (x.status == "found") {
-        for (const Mailbox& b : x.boxes) {
-            r.set_str("user", b.user)
-                .set_u64("uid", b.uid)
-                .set_u64("gid", b.gid)
-                .set_str("home", b.home)
-                .set_str("mailbox", b.mailbox)
-                .set_str("format", b.format == auth::MailboxFormat::Mbox ? "mbox" : "maildir");
-        }
+    for (const auth::DeliveryTarget& t : x.targets) {
+        r.set_str("kind", auth::to_string(t.kind))
+            .set_str("target", t.target)
+            .set_str("user", t.user)
+            .set_u64("uid", t.uid)
+            .set_u64("gid", t.gid)
+            .set_str("home", t.home)
+            .set_str("mailbox", t.mailbox)
+            .set_str("format", t.format == auth::MailboxFormat::Mbox ? "mbox" : "maildir")
+            .set_u64("dotforward", t.dotforward ? 1 : 0);
     }
-    log::debug("resolve ", esc(address), ": ", x.status, " ", x.reason, " (", x.boxes.size(),
-               " mailboxes)");
+    if (x.status == auth::ExpandStatus::Refused)
+        log::warn("resolve ", esc(address), ": refused: ", x.reason);
+    log::debug("resolve ", esc(address), ": ", auth::to_string(x.status), " ", x.reason, " (",
+               x.targets.size(), " targets)");
     return Reply{std::move(r)};
 }
 

@@ -22,13 +22,6 @@ struct Reply {
     std::chrono::milliseconds delay{0};  // hold the reply this long (failure delays)
 };
 
-// Alias expansion for `resolve` (local-delivery): bounded, so that one
-// recipient cannot make authd walk or answer without end.
-struct ExpandLimits {
-    int max_depth = 10;          // nested aliases
-    size_t max_mailboxes = 100;  // final mailboxes of one recipient (fits a frame)
-};
-
 class Handler {
   public:
     Handler(auth::ResolverSettings settings, Database& db, const auth::SystemUsers& system,

@@ -6,7 +6,9 @@
 //
 // The first input byte steers the run: bit 0 picks tight limits (short lines,
 // few entries and targets) so the limit paths are reached; the rest is the
-// file, fed to both parsers and to parse_alias_targets.
+// file, fed to both parsers, to parse_alias_targets and to parse_target_lines
+// (the syntax of :include: files and of ~/.forward, which local-delivery's
+// privileged parent parses for any system user).
 //
 // Properties checked besides "no crash, no sanitizer report":
 // - an error names a line inside the text (1 .. number of lines) and says why;
@@ -132,6 +134,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto targets = parse_alias_targets(in, al); targets.ok()) {
         if (targets->empty() || targets->size() > al.max_targets) std::abort();
     } else if (targets.error().empty()) {
+        std::abort();
+    }
+
+    if (auto lines = parse_target_lines(in, al); lines.ok()) {
+        if (lines->empty() || lines->size() > al.max_targets) std::abort();
+        for (const AliasTarget& t : *lines)
+            if (t.value.empty()) std::abort();
+    } else if (!lines.error().starts_with("line ") && lines.error() != "no targets" &&
+               !lines.error().starts_with("more than ")) {
         std::abort();
     }
     return 0;

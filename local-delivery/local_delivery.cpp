@@ -2,18 +2,22 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <ctime>
 #include <utility>
 
+#include "common/auth/aliases.hpp"
 #include "common/ipc/auth_msgs.hpp"
 #include "common/ipc/delivery_msgs.hpp"
 #include "common/log.hpp"
 #include "common/privsep/privsep.hpp"
+#include "local-delivery/pipe.hpp"
 
 namespace pbx::local {
 namespace dmsgs = ipc::delivery;
@@ -34,6 +38,8 @@ struct LocalDelivery::Request {
     std::string sender;
     std::shared_ptr<UniqueFd> message;  // shared by the children of this request
     uint64_t arrival = 0;
+    std::string body;  // 7BIT | 8BITMIME | "" (kept when forwarding)
+    bool smtputf8 = false;
     std::vector<std::string> rcpts;
     size_t open = 0;  // recipients without a result yet
     // Per recipient, when it expands to several mailboxes: the outstanding
@@ -45,11 +51,16 @@ struct LocalDelivery::Request {
 struct LocalDelivery::Task {
     std::shared_ptr<Request> request;
     size_t index = 0;
-    std::string user;
+    JobKind kind = JobKind::Mailbox;
+    std::string user;  // who the child becomes (uid 0 only for Forward)
     uid_t uid = 0;
     gid_t gid = 0;
+    std::string home;
     std::string mailbox;
     bool maildir = true;
+    bool dotforward = false;
+    std::string target;                   // Pipe: the command; File: the path
+    std::vector<std::string> forward_to;  // Forward
     pid_t pid = -1;
     UniqueFd pipe;
     EventPtr ev;
@@ -80,6 +91,22 @@ void close_other_fds(int a, int b) {
     range(b + 1, INT_MAX);
 }
 
+// The group of a mail spool directory like Debian's /var/mail (2775
+// root:mail) when the recipient cannot create files there otherwise: the
+// mbox child gets it as a supplementary group so that it can create its
+// mailbox and dotlock, as Debian's setgid-mail delivery agents do. Never
+// group 0; never for commands or files.
+std::optional<gid_t> spool_group(const std::string& mailbox, uid_t uid) {
+    size_t slash = mailbox.rfind('/');
+    if (slash == std::string::npos || slash == 0) return std::nullopt;
+    struct stat st {};
+    if (stat(mailbox.substr(0, slash).c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return std::nullopt;
+    if (st.st_uid == uid || (st.st_mode & S_IWOTH) || !(st.st_mode & S_IWGRP) || st.st_gid == 0)
+        return std::nullopt;
+    return st.st_gid;
+}
+
 }  // namespace
 
 LocalDelivery::LocalDelivery() = default;
@@ -106,6 +133,13 @@ Status LocalDelivery::post_drop(ServiceContext& ctx) {
         if (gethostname(buf, sizeof buf - 1) == 0) host_ = buf;
         if (host_.empty()) host_ = "localhost";
     }
+    resolver_ = auth::ResolverSettings::from_config(ctx.config);
+    enqueue_path_ = ctx.runtime_path(ipc::kEnqueueSocket);
+    command_time_limit_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+        ctx.config.duration("command_time_limit"));
+    if (command_time_limit_.count() <= 0) command_time_limit_ = std::chrono::seconds(1000);
+    int64_t out_limit = static_cast<int64_t>(ctx.config.size("command_output_limit"));
+    command_output_limit_ = out_limit < 1 ? 1 : static_cast<size_t>(out_limit);
     int64_t conc = ctx.config.integer("local_delivery_concurrency");
     limits_.concurrency = conc < 1 ? 1 : static_cast<size_t>(conc);
     server_ = std::make_unique<ipc::Server>(
@@ -159,6 +193,8 @@ void LocalDelivery::on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& 
     r->queue_id = std::string(*m.get_str("queue_id"));
     r->sender = std::string(*m.get_str("sender"));
     r->arrival = *m.get_u64("arrival");
+    r->body = std::string(m.get_str("body").value_or(""));
+    r->smtputf8 = m.get_u64("smtputf8").value_or(0) != 0;
     r->message = std::make_shared<UniqueFd>(m.take_fd("message"));
     for (auto a : m.get_all("rcpt")) r->rcpts.emplace_back(a);
     size_t n = r->rcpts.size();
@@ -243,45 +279,179 @@ void LocalDelivery::on_resolved(const std::shared_ptr<Request>& r, size_t index,
         return finish_rcpt(r, index, {Verdict::Failed, "5.1.1", "user unknown"});
     if (status == "loop")
         return finish_rcpt(r, index, {Verdict::Failed, "5.4.6", "mail loop (" + reason + ")"});
+    if (status == "refused")
+        return finish_rcpt(r, index, {Verdict::Failed, "5.7.1", "refused: " + reason});
     if (status == "unsupported")
         return finish_rcpt(r, index, {Verdict::Failed, "5.3.0", "cannot deliver: " + reason});
     if (status != "found")
         return finish_rcpt(r, index, {Verdict::Deferred, "4.3.0", "user lookup failed " + reason});
+    auto kinds = reply->get_all("kind");
+    auto targets = reply->get_all("target");
     auto users = reply->get_all("user");
     auto uids = reply->get_all_u64("uid");
     auto gids = reply->get_all_u64("gid");
+    auto homes = reply->get_all("home");
     auto boxes = reply->get_all("mailbox");
     auto formats = reply->get_all("format");
-    size_t n = users.size();
-    if (n == 0 || uids.size() != n || gids.size() != n || boxes.size() != n || formats.size() != n)
+    auto dotforwards = reply->get_all_u64("dotforward");
+    size_t n = kinds.size();
+    if (n == 0 || targets.size() != n || users.size() != n || uids.size() != n ||
+        gids.size() != n || homes.size() != n || boxes.size() != n || formats.size() != n ||
+        dotforwards.size() != n)
         return finish_rcpt(r, index, {Verdict::Deferred, "4.3.0", "malformed answer from authd"});
-    r->parts[index] = n;
+    std::vector<std::unique_ptr<Task>> tasks;
+    std::unique_ptr<Task> fwd;
     for (size_t i = 0; i < n; ++i) {
         auto t = std::make_unique<Task>();
         t->request = r;
         t->index = index;
+        t->owner = this;
+        if (kinds[i] == "forward") {
+            if (!fwd) {
+                fwd = std::move(t);
+                fwd->kind = JobKind::Forward;
+            }
+            fwd->forward_to.emplace_back(targets[i]);
+            continue;
+        }
+        if (kinds[i] == "mailbox")
+            t->kind = JobKind::Mailbox;
+        else if (kinds[i] == "pipe")
+            t->kind = JobKind::Pipe;
+        else if (kinds[i] == "file")
+            t->kind = JobKind::File;
+        else
+            return finish_rcpt(r, index,
+                               {Verdict::Deferred, "4.3.0", "malformed answer from authd"});
         t->user = std::string(users[i]);
         t->uid = static_cast<uid_t>(uids[i]);
         t->gid = static_cast<gid_t>(gids[i]);
+        t->home = std::string(homes[i]);
         t->mailbox = std::string(boxes[i]);
         t->maildir = formats[i] == "maildir";
-        t->owner = this;
+        t->dotforward = dotforwards[i] != 0;
+        t->target = std::string(targets[i]);
         if (t->uid == 0 || t->gid == 0 || uids[i] > 0xfffffffe || gids[i] > 0xfffffffe) {
             log::error(esc(r->queue_id), ": refusing to deliver to ", esc(t->user), " as uid ",
                        uids[i], " gid ", gids[i]);
-            finish_rcpt(r, index, {Verdict::Failed, "5.3.0", "refusing to deliver as root"});
-            continue;
+            return finish_rcpt(r, index, {Verdict::Failed, "5.3.0", "refusing to deliver as root"});
         }
-        waiting_.push_back(std::move(t));
+        tasks.push_back(std::move(t));
     }
+    if (fwd) tasks.push_back(std::move(fwd));
+    r->parts[index] = tasks.size();
+    for (auto& t : tasks) waiting_.push_back(std::move(t));
     start_tasks();
+}
+
+void LocalDelivery::on_dotforward(std::unique_ptr<Task> done, const std::string& text) {
+    const std::shared_ptr<Request>& r = done->request;
+    const size_t index = done->index;
+    std::string where = "~" + done->user + "/.forward";
+    auto self_mailbox = [&] {
+        auto t = std::make_unique<Task>();
+        t->request = done->request;
+        t->index = done->index;
+        t->kind = JobKind::Mailbox;
+        t->user = done->user;
+        t->uid = done->uid;
+        t->gid = done->gid;
+        t->home = done->home;
+        t->mailbox = done->mailbox;
+        t->maildir = done->maildir;
+        t->owner = this;
+        t->dotforward = false;  // "\\user": no second look at .forward
+        return t;
+    };
+    auto list = auth::parse_target_lines(text);
+    std::vector<std::unique_ptr<Task>> tasks;
+    if (!list) {
+        log::warn(esc(r->queue_id), ": ", where, ": ", esc(list.error()),
+                  ": ignored, delivering to the mailbox");
+        tasks.push_back(self_mailbox());
+    } else {
+        std::unique_ptr<Task> fwd;
+        bool self = false;
+        for (const auth::AliasTarget& a : *list) {
+            if (a.kind == auth::AliasTargetKind::Include) {
+                log::warn(esc(r->queue_id), ": ", where,
+                          ": :include: is not allowed there; "
+                          "ignored, delivering to the mailbox");
+                tasks.clear();
+                fwd.reset();
+                self = true;
+                break;
+            }
+            if (a.kind == auth::AliasTargetKind::Command || a.kind == auth::AliasTargetKind::File) {
+                auto t = self_mailbox();
+                t->kind = a.kind == auth::AliasTargetKind::Command ? JobKind::Pipe : JobKind::File;
+                t->target = a.value;
+                tasks.push_back(std::move(t));
+                continue;
+            }
+            // An address or a name: the user themself ends the forwarding
+            // ("\\alice", "alice", "alice@our.domain"); anyone else gets
+            // a new copy through the queue (with Delivered-To, so a loop
+            // between users ends as a loop bounce).
+            if (is_self(a, done->user)) {
+                self = true;
+                continue;
+            }
+            if (!fwd) {
+                fwd = self_mailbox();
+                fwd->kind = JobKind::Forward;
+                fwd->forward_to.clear();
+            }
+            std::string addr = a.value;
+            if (addr.find('@') == std::string::npos) addr += "@" + qualify_domain(r->rcpts[index]);
+            fwd->forward_to.push_back(std::move(addr));
+        }
+        if (self) tasks.push_back(self_mailbox());
+        if (fwd) tasks.push_back(std::move(fwd));
+    }
+    log::info(esc(r->queue_id), ": to=<", esc(r->rcpts[index]), ">: ", where, " gives ",
+              tasks.size(), " deliveries");
+    // This task is replaced by the new ones.
+    r->parts[index] += tasks.size();
+    --r->parts[index];
+    for (auto& t : tasks) waiting_.push_back(std::move(t));
+}
+
+bool LocalDelivery::is_self(const auth::AliasTarget& a, const std::string& user) const {
+    if (a.kind == auth::AliasTargetKind::Local) return auth::iequals(a.value, user);
+    if (a.kind != auth::AliasTargetKind::Address) return false;
+    std::string_view v = a.value;
+    size_t at = v.rfind('@');
+    std::string_view local = v.substr(0, at), domain = v.substr(at + 1);
+    if (!resolver_.is_local_domain(domain)) return false;
+    if (auth::iequals(local, user)) return true;
+    size_t cut = resolver_.recipient_delimiter.empty()
+                     ? std::string_view::npos
+                     : local.find_first_of(resolver_.recipient_delimiter);
+    return cut != std::string_view::npos && auth::iequals(local.substr(0, cut), user);
+}
+
+std::string LocalDelivery::qualify_domain(std::string_view rcpt) const {
+    size_t at = rcpt.rfind('@');
+    if (at != std::string_view::npos && at + 1 < rcpt.size())
+        return std::string(rcpt.substr(at + 1));
+    if (!resolver_.domains.empty()) return resolver_.domains.front();
+    return host_;
 }
 
 void LocalDelivery::finish_rcpt(const std::shared_ptr<Request>& r, size_t index, const Outcome& o) {
     // A recipient with several mailboxes is answered once all are done; the
     // worst outcome wins (one failed write must not be reported as sent).
-    if (!r->worst[index] || severity(o.verdict) > severity(r->worst[index]->verdict))
+    // Equally bad outcomes of different targets are joined ("delivered to
+    // maildir; forwarded as ID"), up to a bound, for the log and the DSN.
+    constexpr size_t kMaxText = 400;
+    if (!r->worst[index] || severity(o.verdict) > severity(r->worst[index]->verdict)) {
         r->worst[index] = o;
+    } else if (severity(o.verdict) == severity(r->worst[index]->verdict)) {
+        std::string& text = r->worst[index]->text;
+        if (text.find(o.text) == std::string::npos && text.size() + 2 + o.text.size() <= kMaxText)
+            text += "; " + o.text;
+    }
     if (r->parts[index] > 1) {
         --r->parts[index];
         return;
@@ -315,10 +485,18 @@ void LocalDelivery::finish_rcpt(const std::shared_ptr<Request>& r, size_t index,
 }
 
 void LocalDelivery::start_tasks() {
-    while (!waiting_.empty() && running_.size() < limits_.concurrency) {
-        auto t = std::move(waiting_.front());
-        waiting_.pop_front();
-        spawn(std::move(t));
+    // Commands may take minutes (command_time_limit): they get at most half
+    // of the slots, so that slow commands never hold up mailbox writes.
+    const size_t max_commands = std::max<size_t>(1, limits_.concurrency / 2);
+    auto it = waiting_.begin();
+    while (it != waiting_.end() && running_.size() < limits_.concurrency) {
+        if ((*it)->kind == JobKind::Pipe && running_commands_ >= max_commands) {
+            ++it;
+            continue;
+        }
+        auto t = std::move(*it);
+        it = waiting_.erase(it);
+        spawn(std::move(t));  // may finish at once (fork failed): never touches waiting_
     }
 }
 
@@ -330,6 +508,7 @@ void LocalDelivery::spawn(std::unique_ptr<Task> t) {
     }
     UniqueFd rd(p[0]), wr(p[1]);
     Job job;
+    job.kind = t->kind;
     job.message_fd = t->request->message->get();
     job.sender = t->request->sender;
     job.rcpt = t->request->rcpts[t->index];
@@ -337,6 +516,18 @@ void LocalDelivery::spawn(std::unique_ptr<Task> t) {
     job.format_maildir = t->maildir;
     job.host = host_;
     job.counter = ++counter_;
+    job.dotforward = t->dotforward;
+    job.user = t->user;
+    job.home = t->home;
+    job.recipient_delimiter = resolver_.recipient_delimiter;
+    job.time_limit = command_time_limit_;
+    job.output_limit = command_output_limit_;
+    if (t->kind == JobKind::Pipe) job.command = t->target;
+    if (t->kind == JobKind::File) job.path = t->target;
+    job.forward_to = t->forward_to;
+    job.enqueue_socket = enqueue_path_;
+    job.body = t->request->body;
+    job.smtputf8 = t->request->smtputf8;
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
@@ -348,19 +539,32 @@ void LocalDelivery::spawn(std::unique_ptr<Task> t) {
         // queue-manager's or authd's connections.
         (void)rd.release();  // closed below with the rest
         close_other_fds(job.message_fd, wr.get());
+        //
+        // A forward stays uid 0 (the queue-manager takes any envelope sender
+        // from root only) but drops its two capabilities: it reads the message
+        // fd and talks to the enqueue socket, nothing else. Every other job
+        // becomes its user, never root.
         privsep::DropSpec d;
-        d.uid = t->uid;
-        d.gid = t->gid;
+        d.uid = t->kind == JobKind::Forward ? 0 : t->uid;
+        d.gid = t->kind == JobKind::Forward ? 0 : t->gid;
         d.keep = privsep::KeepCaps::None;
-        d.allow_root = false;
-        Outcome o;
+        d.allow_root = t->kind == JobKind::Forward;
+        if (t->kind == JobKind::Mailbox && !t->maildir)
+            if (auto g = spool_group(t->mailbox, t->uid)) d.supplementary_groups.push_back(*g);
+        std::string report;
         if (auto s = privsep::drop(d); !s) {
-            o = {Verdict::Deferred, "4.3.0", "cannot become the recipient: " + s.error().message};
+            report = encode_outcome(
+                {Verdict::Deferred, "4.3.0", "cannot become the recipient: " + s.error().message});
         } else {
-            o = deliver(job);
+            report = run_job(job);
         }
-        std::string line = encode_outcome(o);
-        (void)!write(wr.get(), line.data(), line.size());
+        std::string_view rest = report;
+        while (!rest.empty()) {
+            ssize_t n = write(wr.get(), rest.data(), rest.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            rest.remove_prefix(static_cast<size_t>(n));
+        }
         _exit(0);
     }
     wr.reset();
@@ -369,6 +573,7 @@ void LocalDelivery::spawn(std::unique_ptr<Task> t) {
     t->pipe = std::move(rd);
     Task* raw = t.get();
     t->ev.reset(event_new(base_, t->pipe.get(), EV_READ | EV_PERSIST, on_pipe_cb, raw));
+    if (raw->kind == JobKind::Pipe) ++running_commands_;
     running_[raw] = std::move(t);
     if (!raw->ev || event_add(raw->ev.get(), nullptr) != 0) {
         log::error("cannot watch a delivery child; waiting for it");
@@ -378,11 +583,11 @@ void LocalDelivery::spawn(std::unique_ptr<Task> t) {
 
 void LocalDelivery::on_pipe_cb(evutil_socket_t fd, short, void* arg) noexcept {
     auto* t = static_cast<Task*>(arg);
-    char buf[512];
+    char buf[8192];
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
         if (n > 0) {
-            if (t->output.size() < WorkerLimits{}.max_outcome)
+            if (t->output.size() < WorkerLimits{}.max_report())
                 t->output.append(buf, static_cast<size_t>(n));
             continue;
         }
@@ -398,13 +603,26 @@ void LocalDelivery::on_child_done(Task* raw) {
     if (it == running_.end()) return;
     std::unique_ptr<Task> t = std::move(it->second);
     running_.erase(it);
+    if (t->kind == JobKind::Pipe) --running_commands_;
     t->ev.reset();
     int wstatus = 0;
     while (waitpid(t->pid, &wstatus, 0) < 0 && errno == EINTR) {
     }
     std::optional<Outcome> o;
-    size_t nl = t->output.find('\n');
-    if (nl != std::string::npos) o = decode_outcome(std::string_view(t->output).substr(0, nl + 1));
+    auto report = parse_report(t->output);
+    if (report) {
+        for (const std::string& note : report->notes)
+            log::warn(esc(t->request->queue_id), ": to=<", esc(t->request->rcpts[t->index]),
+                      ">: ", one_line(note, 400));
+        if (report->dotforward) {
+            on_dotforward(std::move(t), *report->dotforward);
+            start_tasks();
+            if (server_ == nullptr && running_.empty() && base_)
+                event_base_loopexit(base_, nullptr);
+            return;
+        }
+        o = report->outcome;
+    }
     if (!o) {
         log::error(esc(t->request->queue_id), ": delivery child for ", esc(t->user),
                    " ended without a result (status ", wstatus, ")");

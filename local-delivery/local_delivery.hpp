@@ -1,12 +1,14 @@
 // local-delivery's parent: serves local/local.sock (the queue-manager),
-// resolves each recipient with authd (`resolve`), and runs each mailbox
-// write in a child that drops to the recipient. Children are bounded by
-// local_delivery_concurrency; the parent never blocks on one, it only waits
+// resolves each recipient with authd (`resolve`), and runs each target
+// (mailbox, command, file, forward; ~/.forward expansions) in a child that
+// drops to its user. Children are bounded by local_delivery_concurrency
+// (commands by half of it); the parent never blocks on one, it only waits
 // for their result pipes in the event loop.
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <deque>
 #include <list>
 #include <map>
@@ -15,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "common/auth/aliases.hpp"
+#include "common/auth/resolve.hpp"
 #include "common/ipc/channel.hpp"
 #include "common/privsep/service.hpp"
 #include "local-delivery/worker.hpp"
@@ -48,6 +52,9 @@ class LocalDelivery {
     void on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m);
     void resolve_rcpt(const std::shared_ptr<Request>& r, size_t index);
     void on_resolved(const std::shared_ptr<Request>& r, size_t index, const ipc::Message* reply);
+    void on_dotforward(std::unique_ptr<Task> done, const std::string& text);
+    bool is_self(const auth::AliasTarget& a, const std::string& user) const;
+    std::string qualify_domain(std::string_view rcpt) const;
     void finish_rcpt(const std::shared_ptr<Request>& r, size_t index, const Outcome& o);
     void start_tasks();
     void spawn(std::unique_ptr<Task> t);
@@ -60,6 +67,10 @@ class LocalDelivery {
     event_base* base_ = nullptr;
     std::string auth_path_;
     std::string host_;
+    auth::ResolverSettings resolver_;  // domains and delimiter (.forward)
+    std::string enqueue_path_;         // forwarding re-submits here
+    std::chrono::milliseconds command_time_limit_{1000 * 1000};
+    size_t command_output_limit_ = 4096;
     Limits limits_;
     std::optional<ipc::PeerTable> peers_;
     UniqueFd listen_fd_;
@@ -77,6 +88,7 @@ class LocalDelivery {
 
     std::deque<std::unique_ptr<Task>> waiting_;
     std::map<Task*, std::unique_ptr<Task>> running_;
+    size_t running_commands_ = 0;  // Pipe tasks in running_
     uint64_t counter_ = 0;
 };
 

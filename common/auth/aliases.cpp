@@ -226,4 +226,37 @@ const AliasEntry* AliasMap::find(std::string_view name) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
+Result<std::vector<AliasTarget>, std::string> parse_target_lines(std::string_view text,
+                                                                 const AliasesLimits& limits) {
+    std::vector<AliasTarget> out;
+    int number = 0;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        ++number;
+        size_t nl = text.find('\n', pos);
+        size_t end = nl == std::string_view::npos ? text.size() : nl;
+        std::string_view line = text.substr(pos, end - pos);
+        pos = end + 1;
+        if (line.size() > limits.max_line)
+            return Err{"line " + std::to_string(number) + ": longer than " +
+                       std::to_string(limits.max_line) + " bytes"};
+        for (char c : line) {
+            unsigned char u = static_cast<unsigned char>(c);
+            if ((u < 0x20 && c != '\t') || u == 0x7f)
+                return Err{"line " + std::to_string(number) + ": control character"};
+        }
+        size_t first = line.find_first_not_of(" \t");
+        if (first == std::string_view::npos || line[first] == '#') continue;
+        auto targets = parse_alias_targets(line, limits);
+        if (!targets) return Err{"line " + std::to_string(number) + ": " + targets.error()};
+        for (AliasTarget& t : *targets) {
+            if (out.size() >= limits.max_targets)
+                return Err{"more than " + std::to_string(limits.max_targets) + " targets"};
+            out.push_back(std::move(t));
+        }
+    }
+    if (out.empty()) return Err{std::string("no targets")};
+    return out;
+}
+
 }  // namespace pbx::auth

@@ -99,4 +99,11 @@ class AliasMap {
 Result<std::vector<AliasTarget>, std::string> parse_alias_targets(std::string_view text,
                                                                   const AliasesLimits& limits = {});
 
+// The text of an :include: file or a ~/.forward as a target list: '#'
+// comment lines and blank lines are skipped, every other line holds one or
+// more targets (parse_alias_targets syntax; no continuation lines). Errors
+// name the line ("line 3: ..."); an empty list is an error too.
+Result<std::vector<AliasTarget>, std::string> parse_target_lines(std::string_view text,
+                                                                 const AliasesLimits& limits = {});
+
 }  // namespace pbx::auth

@@ -85,6 +85,7 @@ ResolverSettings ResolverSettings::from_config(const config::Config& cfg) {
     for (const std::string& d : cfg.list("domains")) s.domains.push_back(ascii_lower(d));
     s.recipient_delimiter = cfg.str("recipient_delimiter");
     s.system_users = cfg.boolean("system_users");
+    s.default_privs = cfg.str("default_privs");
     return s;
 }
 

@@ -39,8 +39,9 @@ struct ResolverSettings {
     std::vector<std::string> domains;  // lower case
     std::string recipient_delimiter = "+";
     bool system_users = false;
+    std::string default_privs = "nobody";  // runs commands and files of aliases
 
-    // From the keys domains, recipient_delimiter and system_users.
+    // From the keys default_privs, domains, recipient_delimiter and system_users.
     static ResolverSettings from_config(const config::Config& cfg);
     // Case-insensitive; a trailing dot never matches.
     bool is_local_domain(std::string_view domain) const;

@@ -21,6 +21,8 @@ FileStamp FileStamp::of(const struct stat& st) {
     s.size = st.st_size;
     s.mtime_sec = st.st_mtim.tv_sec;
     s.mtime_nsec = st.st_mtim.tv_nsec;
+    s.owner = st.st_uid;
+    s.mode = st.st_mode;
     s.exists = true;
     return s;
 }

@@ -30,10 +30,15 @@ struct FileStamp {
     off_t size = 0;
     int64_t mtime_sec = 0;
     int64_t mtime_nsec = 0;
+    uid_t owner = 0;  // st_uid: commands and files in aliases need root's files
+    mode_t mode = 0;  // st_mode
     bool exists = false;
 
     static FileStamp of(const struct stat& st);
     bool operator==(const FileStamp&) const = default;
+    // Owned by root and not writable by group or others (pillarbox-aliases(5):
+    // the condition for :include:, |command and /file targets).
+    bool root_safe() const { return exists && owner == 0 && (mode & 022) == 0; }
 };
 
 struct ReadFile {

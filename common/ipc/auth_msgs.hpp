@@ -12,14 +12,23 @@
 //       status: ok | fail | tempfail. Failures are answered late (growing
 //       delays per client address and per user) whatever the caller does, and
 //       never say whether the user exists.
-//   resolve{id, address}        → resolve_result{id, status, reason?, mailboxes...}
-//       where should mail for this recipient be stored? (local-delivery only)
-//       Aliases are expanded to the final users (nested, depth-limited, loops
-//       detected). status: found | unknown | tempfail | unsupported (a target
-//       local-delivery cannot handle yet: |command, /file, :include:, a
-//       remote address) | loop. With found, one entry per mailbox in the
-//       parallel repeated fields user, uid, gid, home, mailbox, format
-//       (maildir | mbox); uid and gid are never 0.
+//   resolve{id, address}        → resolve_result{id, status, reason?, targets...}
+//       what should local-delivery do with mail for this recipient? (only
+//       local-delivery, as root, may ask). Aliases are expanded (nested,
+//       depth-limited, loops detected; common/auth/expand.hpp). status:
+//       found | unknown | tempfail | loop | refused (a command, file or
+//       :include: from a file not owned by root, or not allowed) |
+//       unsupported (e.g. too many targets). With found, one entry per target
+//       in the parallel repeated fields kind, target, user, uid, gid, home,
+//       mailbox, format, dotforward:
+//         kind mailbox: store in `mailbox` (format maildir | mbox) as
+//                       user/uid/gid; dotforward 1: a system user whose
+//                       ~/.forward local-delivery reads (as that user) first
+//         kind pipe:    run `target` with /bin/sh -c as user/uid/gid
+//         kind file:    append to the file `target` as user/uid/gid
+//         kind forward: re-submit the message to the address `target` (a
+//                       domain that is not ours); user "" and uid/gid 0
+//       uid and gid are never 0 for mailbox, pipe and file.
 //
 // Message type numbers are reserved per feature so that work on them can go
 // on in parallel without collisions: 9-12 submission (sender ownership, rate
@@ -68,14 +77,17 @@ inline constexpr FieldSpec kResolveFields[] = {
 };
 inline constexpr FieldSpec kResolveResultFields[] = {
     {"id", Kind::U64, kRequired},
-    {"status", Kind::Str, kRequired},  // found | unknown | tempfail | unsupported | loop
+    {"status", Kind::Str, kRequired},  // found | unknown | tempfail | loop | refused | unsupported
     {"reason", Kind::Str, kOptional},  // for the log and the bounce text
+    {"kind", Kind::Str, kOptional, kRepeated},    // mailbox | pipe | file | forward
+    {"target", Kind::Str, kOptional, kRepeated},  // command, path or address; "" for mailbox
     {"user", Kind::Str, kOptional, kRepeated},
     {"uid", Kind::U64, kOptional, kRepeated},
     {"gid", Kind::U64, kOptional, kRepeated},
     {"home", Kind::Str, kOptional, kRepeated},
     {"mailbox", Kind::Str, kOptional, kRepeated},
-    {"format", Kind::Str, kOptional, kRepeated},  // maildir | mbox
+    {"format", Kind::Str, kOptional, kRepeated},      // maildir | mbox
+    {"dotforward", Kind::U64, kOptional, kRepeated},  // 1: read ~/.forward first
 };
 
 inline constexpr MessageSpec kMessages[] = {
