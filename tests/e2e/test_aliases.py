@@ -11,8 +11,10 @@ file; mbox delivery for a system user in /var/mail; ~/.forward with \\user,
 a command run as the user (the file it creates is theirs) and an address
 re-submitted through the queue; a group-writable .forward ignored and
 logged; a command exiting 75 defers and later succeeds; exit 1 fails with
-the command's output in the reply; forwarding to a remote address queues a
-new copy with the original sender and Delivered-To."""
+the command's output in the reply (also through the queue-manager: 75 is
+retried until it succeeds, 1 is final); forwarding to a remote address
+queues a new copy with the original sender and Delivered-To; a slow command
+does not hold up other recipients."""
 
 import json
 import os
@@ -30,6 +32,7 @@ import pbx_ipc
 from harness import Instance
 
 DELIVERY = pbx_ipc.load_protocol("delivery")
+QUEUE = pbx_ipc.load_protocol("queue")
 D = harness.DOMAIN
 SAM = "pbxt-sam"   # has a .forward
 KIM = "pbxt-kim"   # plain mbox in /var/mail
@@ -416,6 +419,48 @@ class AliasesTest(unittest.TestCase):
                                    r"ignored" % (KIM, re.escape(D)), start=mark)
         finally:
             os.unlink(path)
+
+    # ---- through the queue-manager ----------------------------------------------
+
+    def enqueue(self, rcpts, sender="sender@example.net"):
+        sock = os.path.join(self.inst.runtime_dir, "queue", "enqueue.sock")
+        with pbx_ipc.Client(sock, QUEUE, timeout=30) as c:
+            c.send("begin", origin="sendmail", sender=sender, protocol="local")
+            for r in rcpts:
+                c.send("rcpt", address=r)
+            c.send("data", bytes=MESSAGE)
+            c.send("commit")
+            name, fields = c.recv(30)
+        self.assertEqual(name, "queued", fields)
+        return fields["queue_id"]
+
+    def test_queued_pipe_exit_75_is_retried_until_it_succeeds(self):
+        flag = os.path.join(self.out, "defer-ok")
+        done = os.path.join(self.out, "deferred-delivered")
+        for p in (flag, done):
+            if os.path.exists(p):
+                os.unlink(p)
+        qid = self.enqueue(["defer@" + D])
+        self.inst.wait_for_log(r"local-delivery\[\d+\]: %s: to=<defer@%s>, .*status=deferred "
+                               r"\(command deferred delivery \(exit 75\): not yet, try later\)"
+                               % (qid, re.escape(D)), timeout=20)
+        self.assertIn(qid, self.inst.tool("queue", "list").stdout)
+        open(flag, "w").close()
+        # minimal_backoff_time is 5s in the harness.
+        self.inst.wait_for_log(r"local-delivery\[\d+\]: %s: to=<defer@%s>, .*status=sent "
+                               r"\(delivered to command\)" % (qid, re.escape(D)), timeout=40)
+        self.assertTrue(os.path.exists(done))
+        self.inst.wait_for_log(r"queue-manager\[\d+\]: %s: removed" % qid, timeout=20)
+
+    def test_queued_pipe_exit_1_fails_the_recipient(self):
+        qid = self.enqueue(["fail@" + D])
+        self.inst.wait_for_log(r"queue-manager\[\d+\]: %s: to=<fail@%s>, relay=local, .*"
+                               r"5\.3\.0 command failed with exit status 1: mailing list closed"
+                               % (qid, re.escape(D)), timeout=20)
+        # Failed is final: the recipient is not tried again.
+        time.sleep(6)
+        self.assertEqual(len(re.findall(r"local-delivery\[\d+\]: %s: to=<fail@" % qid,
+                                        self.inst.log_text())), 1)
 
     # ---- forwarding to other domains -------------------------------------------
 
