@@ -4,6 +4,8 @@
 // watches the selected folder with inotify for IDLE.
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -153,6 +155,56 @@ class Glue : public event::StreamHandler {
     std::vector<int> wds_;
 };
 
+// Tunnel mode: a client that runs imapd itself (mutt's tunnel, mbsync's
+// Tunnel, over ssh) may give two pipes instead of one socket. The session
+// then talks to one end of a socketpair and this relays: fd 0 → pair,
+// pair → fd 1.
+class PipeRelay {
+  public:
+    Result<UniqueFd> start(event_base* base) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+            return fail_errno("socketpair");
+        UniqueFd session_end(sv[0]);
+        pair_.reset(sv[1]);
+        evutil_make_socket_nonblocking(0);
+        evutil_make_socket_nonblocking(1);
+        evutil_make_socket_nonblocking(pair_.get());
+        in_.reset(bufferevent_socket_new(base, 0, 0));
+        out_.reset(bufferevent_socket_new(base, 1, 0));
+        mid_.reset(bufferevent_socket_new(base, pair_.get(), 0));
+        if (!in_ || !out_ || !mid_) return fail("bufferevent_socket_new");
+        bufferevent_setcb(in_.get(), on_in, nullptr, on_in_event, this);
+        bufferevent_setcb(mid_.get(), on_mid, nullptr, on_mid_event, this);
+        bufferevent_setwatermark(in_.get(), EV_READ, 0, 1 << 20);
+        bufferevent_enable(in_.get(), EV_READ);
+        bufferevent_enable(mid_.get(), EV_READ | EV_WRITE);
+        bufferevent_enable(out_.get(), EV_WRITE);
+        return session_end;
+    }
+
+  private:
+    static void on_in(bufferevent* bev, void* self) noexcept {
+        auto* r = static_cast<PipeRelay*>(self);
+        bufferevent_write_buffer(r->mid_.get(), bufferevent_get_input(bev));
+    }
+    static void on_in_event(bufferevent*, short what, void* self) noexcept {
+        auto* r = static_cast<PipeRelay*>(self);
+        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+            bufferevent_flush(r->mid_.get(), EV_WRITE, BEV_FLUSH);
+            shutdown(r->pair_.get(), SHUT_WR);
+        }
+    }
+    static void on_mid(bufferevent* bev, void* self) noexcept {
+        auto* r = static_cast<PipeRelay*>(self);
+        bufferevent_write_buffer(r->out_.get(), bufferevent_get_input(bev));
+    }
+    static void on_mid_event(bufferevent*, short, void*) noexcept {}
+
+    UniqueFd pair_;
+    BufferEventPtr in_, out_, mid_;
+};
+
 void on_term(evutil_socket_t, short, void* self) noexcept {
     static_cast<Glue*>(self)->stop();
 }
@@ -200,7 +252,19 @@ int main(int, char**) {
         return 0;
     }
     Glue glue(base.get(), sc);
-    UniqueFd client(dup(si::kClientFd));
+    UniqueFd client;
+    PipeRelay relay;
+    struct stat st {};
+    if (fstat(si::kClientFd, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        auto end = relay.start(base.get());
+        if (!end) {
+            log::error("cannot relay the pipes: ", end.error().message);
+            return 1;
+        }
+        client = std::move(end).value();
+    } else {
+        client.reset(dup(si::kClientFd));
+    }
     if (auto st = glue.start(std::move(client), 2 * sc.append_limit + (16u << 20)); !st) {
         log::error("cannot start the session: ", st.error().message);
         return 1;

@@ -750,5 +750,96 @@ class ImapdRealClientsTest(unittest.TestCase):
         s.close()
 
 
+@unittest.skipUnless(harness.program("imapd") and shutil.which("fetchmail") and
+                     shutil.which("setpriv"), "imapd, fetchmail or setpriv missing")
+class ImapdFetchmailTest(unittest.TestCase):
+    """fetchmail over IMAP through a plugin (pipes) to imapd: fetches, deletes."""
+
+    def test_fetchmail(self):
+        harness.ensure_users()
+        store = Store()
+        self.addCleanup(store.cleanup)
+        v = vmail()
+        s = Session(store.maildir)
+        imap = s.imap()
+        for i in range(2):
+            imap.append("INBOX", None, None, b"Subject: fm %d\r\n\r\nbody %d\r\n" % (i, i))
+        imap.logout()
+        s.close()
+        out = os.path.join(store.home, "out")
+        rc = os.path.join(store.home, "fetchmailrc")
+        with open(rc, "w") as f:
+            f.write('poll localhost protocol imap plugin "env PBX_USER=alice PBX_MAILBOX=%s %s" '
+                    'user alice password x sslproto "" fetchall '
+                    'mda "/bin/sh -c \'cat >> %s\'"\n'
+                    % (store.maildir, harness.program("imapd"), out))
+        os.chown(rc, v.pw_uid, v.pw_gid)
+        os.chmod(rc, 0o600)
+        p = subprocess.run(["setpriv", "--reuid=%d" % v.pw_uid, "--regid=%d" % v.pw_gid,
+                            "--clear-groups", "env", "HOME=" + store.home, "fetchmail", "-f",
+                            rc], capture_output=True, timeout=60, cwd="/")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        with open(out, "rb") as f:
+            text = f.read()
+        self.assertIn(b"Subject: fm 0", text)
+        self.assertIn(b"body 1", text)
+        # fetched mail is deleted on the server (STORE \Deleted + EXPUNGE).
+        self.assertEqual(os.listdir(os.path.join(store.maildir, "cur")), [])
+
+
+@unittest.skipUnless(harness.program("imapd") and shutil.which("mutt") and
+                     shutil.which("setpriv"), "imapd, mutt or setpriv missing")
+class ImapdMuttTest(unittest.TestCase):
+    """mutt, on a pseudo-terminal, lists a folder through a Tunnel to imapd."""
+
+    def test_mutt_lists_inbox(self):
+        import pty
+        harness.ensure_users()
+        store = Store()
+        self.addCleanup(store.cleanup)
+        v = vmail()
+        s = Session(store.maildir)
+        imap = s.imap()
+        imap.append("INBOX", None, None, b"From: carol@example.test\r\n"
+                    b"Subject: seen by mutt 4711\r\n\r\nhello\r\n")
+        imap.logout()
+        s.close()
+        rc = os.path.join(store.dir, "muttrc")
+        with open(rc, "w") as f:
+            f.write('set tunnel="env PBX_USER=alice PBX_MAILBOX=%s %s"\n'
+                    'set folder="imap://alice@localhost/"\nset spoolfile="+INBOX"\n'
+                    'set header_cache=""\nset message_cachedir=""\nset ssl_starttls=no\n'
+                    'set imap_check_subscribed=no\nset mail_check=60\n'
+                    % (store.maildir, harness.program("imapd")))
+        os.chmod(rc, 0o644)
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ.update({"TERM": "xterm", "HOME": store.home, "LINES": "24",
+                               "COLUMNS": "100"})
+            os.execvp("setpriv", ["setpriv", "--reuid=%d" % v.pw_uid, "--regid=%d" % v.pw_gid,
+                                  "--clear-groups", "mutt", "-n", "-F", rc, "-f",
+                                  "imap://alice@localhost/INBOX"])
+        out = b""
+        deadline = time.monotonic() + 30
+        try:
+            while b"seen by mutt 4711" not in out and time.monotonic() < deadline:
+                r, _, _ = select.select([fd], [], [], 1)
+                if r:
+                    try:
+                        out += os.read(fd, 65536)
+                    except OSError:
+                        break
+            self.assertIn(b"seen by mutt 4711", out)
+            os.write(fd, b"q")
+            time.sleep(0.5)
+        finally:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            os.close(fd)
+
+
 if __name__ == "__main__":
     unittest.main()
