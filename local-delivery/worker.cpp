@@ -99,28 +99,6 @@ Outcome store_mailbox(const Job& job, const std::string& path, bool maildir,
             "delivered to " + std::string(what == "file" ? "file" : "mbox")};
 }
 
-// CRLF → LF, as commands (procmail, scripts) expect Unix text.
-std::string to_lf(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') continue;
-        out += text[i];
-    }
-    return out;
-}
-
-// Bare LF → CRLF (the enqueue channel's text form).
-std::string to_crlf(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + text.size() / 32);
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) out += '\r';
-        out += text[i];
-    }
-    return out;
-}
-
 Outcome forward(const Job& job, const std::string& message) {
     mail::Submission sub;
     sub.sender = job.sender;
@@ -131,7 +109,7 @@ Outcome forward(const Job& job, const std::string& message) {
     // that comes back here is recognised as a loop (detect_loop).
     std::string_view eol = mailbox::line_ending(message);
     std::string head = "Delivered-To: " + job.rcpt + "\r\n";
-    sub.message = head + (eol == "\r\n" ? message : to_crlf(message));
+    sub.message = head + (eol == "\r\n" ? message : mailbox::to_crlf(message));
     auto r = mail::submit_to_queue(job.enqueue_socket, sub);
     std::string text = one_line(r.text, 200);
     switch (r.outcome) {
@@ -176,7 +154,7 @@ Outcome deliver(const Job& job, const WorkerLimits& limits) {
             spec.env = pipe_environment(
                 {job.sender, job.rcpt, job.user, job.home, job.recipient_delimiter});
             spec.cwd = job.home;
-            spec.input = to_lf(head + message);
+            spec.input = mailbox::to_lf(head + message);
             message.clear();
             spec.time_limit = job.time_limit;
             spec.output_limit = job.output_limit;

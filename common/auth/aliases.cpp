@@ -229,31 +229,30 @@ const AliasEntry* AliasMap::find(std::string_view name) const {
 Result<std::vector<AliasTarget>, std::string> parse_target_lines(std::string_view text,
                                                                  const AliasesLimits& limits) {
     std::vector<AliasTarget> out;
-    int number = 0;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        ++number;
-        size_t nl = text.find('\n', pos);
-        size_t end = nl == std::string_view::npos ? text.size() : nl;
-        std::string_view line = text.substr(pos, end - pos);
-        pos = end + 1;
+    auto error = [](int n, std::string message) {
+        return Err{FileError{"", n, std::move(message)}};
+    };
+    auto r = for_each_line(text, [&](int n, std::string_view line) -> Result<void, FileError> {
         if (line.size() > limits.max_line)
-            return Err{"line " + std::to_string(number) + ": longer than " +
-                       std::to_string(limits.max_line) + " bytes"};
+            return error(n, "longer than " + std::to_string(limits.max_line) + " bytes");
         for (char c : line) {
             unsigned char u = static_cast<unsigned char>(c);
-            if ((u < 0x20 && c != '\t') || u == 0x7f)
-                return Err{"line " + std::to_string(number) + ": control character"};
+            if ((u < 0x20 && c != '\t') || u == 0x7f) return error(n, "control character");
         }
-        size_t first = line.find_first_not_of(" \t");
-        if (first == std::string_view::npos || line[first] == '#') continue;
+        if (is_blank(line) || is_comment(line)) return {};
         auto targets = parse_alias_targets(line, limits);
-        if (!targets) return Err{"line " + std::to_string(number) + ": " + targets.error()};
+        if (!targets) return error(n, std::move(targets.error()));
         for (AliasTarget& t : *targets) {
             if (out.size() >= limits.max_targets)
-                return Err{"more than " + std::to_string(limits.max_targets) + " targets"};
+                return Err{FileError{
+                    "", 0, "more than " + std::to_string(limits.max_targets) + " targets"}};
             out.push_back(std::move(t));
         }
+        return {};
+    });
+    if (!r) {
+        const FileError& e = r.error();
+        return Err{e.line > 0 ? "line " + std::to_string(e.line) + ": " + e.message : e.message};
     }
     if (out.empty()) return Err{std::string("no targets")};
     return out;

@@ -26,6 +26,11 @@ struct LoopLimits {
 // "\r\n" or "\n": the line ending of the first line of `message`.
 std::string_view line_ending(std::string_view message);
 
+// CRLF → LF (what commands and mbox files get), and bare LF → CRLF (what the
+// enqueue channel takes). Every other byte is kept.
+std::string to_lf(std::string_view text);
+std::string to_crlf(std::string_view text);
+
 // The lines prepended by a delivery, with the message's line ending.
 std::string delivery_headers(std::string_view message, std::string_view sender,
                              std::string_view rcpt);

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/mailbox/headers.hpp"
 #include "common/unique_fd.hpp"
 #include "local-delivery/pipe.hpp"
 #include "local-delivery/worker.hpp"
@@ -328,6 +329,16 @@ TEST_CASE("run_job: .forward first, then the mailbox", "[local][forward]") {
     CHECK(r->notes[0].find("writable") != std::string::npos);
     REQUIRE(r->outcome);
     CHECK(r->outcome->verdict == Verdict::Sent);
+}
+
+TEST_CASE("line ends for commands and for forwarding", "[local][mailbox]") {
+    using pbx::mailbox::to_crlf;
+    using pbx::mailbox::to_lf;
+    CHECK(to_lf("a\r\nb\r\n") == "a\nb\n");
+    CHECK(to_lf("a\rb\n\r") == "a\rb\n\r");
+    CHECK(to_crlf("a\nb\r\nc") == "a\r\nb\r\nc");
+    CHECK(to_crlf("\n\n") == "\r\n\r\n");
+    CHECK(to_crlf(to_lf("x\r\ny\r\n")) == "x\r\ny\r\n");
 }
 
 TEST_CASE("child reports: valid and invalid", "[local][report]") {
