@@ -23,6 +23,9 @@
 #   KEEP=1         keep the work directory (logs, configs) for inspection
 #   PBX_LOG=1      run pillarbox-master with -f (log to a file: costs Pillarbox
 #                  a write per log line that Postfix, without syslog here, skips)
+#   MODE=maildir   measure SMTP → Maildir instead (bench/smtp_maildir.sh): both
+#                  servers deliver every message into a Maildir (fsynced), and
+#                  a run ends when the last message is in new/
 #   PROFILE=1      after the table, untimed runs of each side: CPU time per
 #                  message, and fsyncs per message by kind of file (strace)
 set -euo pipefail
@@ -36,8 +39,13 @@ PF_PORT=${PF_PORT:-52526}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-build-bench}
 case $BUILD in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
+MODE=${MODE:-accept}
+case $MODE in accept | maildir) ;; *) echo "smtp_accept.sh: MODE is accept or maildir" >&2; exit 1 ;; esac
 DOMAIN=bench.test
-RCPT=user@$DOMAIN
+# The recipient: a virtual user of Pillarbox's; for Postfix (MODE=maildir) a
+# system account of that name, made here and removed at the end.
+RCPT_USER=pbxbench
+RCPT=$RCPT_USER@$DOMAIN
 SENDER=sender@$DOMAIN
 
 die() {
@@ -82,8 +90,11 @@ print(o["buildtype"], o["b_sanitize"])')
 [ "$BUILD_TYPE" = "release none" ] ||
     die "$BUILD is not a plain release build ($BUILD_TYPE); use another BUILD="
 log "building Pillarbox in $BUILD"
-ninja -C "$BUILD" -j2 master/pillarbox-master smtpd/smtpd authd/authd \
-    queue-manager/queue-manager >/dev/null || die "build failed (ninja -C $BUILD)"
+PROGRAMS="authd queue-manager smtpd"
+[ "$MODE" = maildir ] && PROGRAMS="$PROGRAMS local-delivery"
+targets=(master/pillarbox-master)
+for prog in $PROGRAMS; do targets+=("$prog/$prog"); done
+ninja -C "$BUILD" -j2 "${targets[@]}" >/dev/null || die "build failed (ninja -C $BUILD)"
 "$SRC/packaging/create-users.sh" >/dev/null
 
 WORK=$(mktemp -d /var/tmp/pbx-bench.XXXXXX)
@@ -96,6 +107,9 @@ cleanup() {
     fi
     if [ -f "$WORK/postfix/etc/main.cf" ]; then
         postfix -c "$WORK/postfix/etc" stop >/dev/null 2>&1 || true
+    fi
+    if [ "$MODE" = maildir ] && id "$RCPT_USER" >/dev/null 2>&1; then
+        userdel "$RCPT_USER" 2>/dev/null || true
     fi
     if [ "${KEEP:-0}" = 1 ]; then
         echo "kept $WORK" >&2
@@ -125,21 +139,28 @@ PY
 # ---- the Pillarbox instance -----------------------------------------------------
 
 P=$WORK/pillarbox
-mkdir -p "$P/libexec" "$P/tls" "$P/mail/user/Maildir"/{cur,new,tmp}
-chmod 755 "$P" "$P/libexec" "$P/tls"
-chown -R pbx-vmail:pbx-vmail "$P/mail/user"
-for prog in authd queue-manager smtpd; do
+mkdir -p "$P/libexec" "$P/tls" "$P/mail"
+chmod 755 "$P" "$P/libexec" "$P/tls" "$P/mail"
+chown pbx-vmail:pbx-vmail "$P/mail"
+for prog in $PROGRAMS; do
     ln -s "$BUILD/$prog/$prog" "$P/libexec/$prog"
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=localhost -keyout "$P/tls/key.pem" -out "$P/tls/cert.pem" 2>/dev/null
 chmod 600 "$P/tls/key.pem"
-hash=$(echo bench | openssl passwd -6 -stdin)
-printf 'user:%s:%d:%d:%s:%s/Maildir/\n' "$hash" "$(id -u pbx-vmail)" "$(id -g pbx-vmail)" \
-    "$P/mail/user" "$P/mail/user" >"$P/users"
-printf 'postmaster: user\n' >"$P/aliases"
-chown root:pbx-auth "$P/users" "$P/aliases"
-chmod 640 "$P/users" "$P/aliases"
+HASH=$(echo bench | openssl passwd -6 -stdin)
+# pbx_users HOME: the users file, with the user's mail under HOME.
+pbx_users() {
+    printf '%s:%s:%d:%d:%s:%s/Maildir/\n' "$RCPT_USER" "$HASH" "$(id -u pbx-vmail)" \
+        "$(id -g pbx-vmail)" "$1" "$1" >"$P/users"
+    chown root:pbx-auth "$P/users"
+    chmod 640 "$P/users"
+}
+pbx_users "$P/mail/home.0"
+printf 'postmaster: %s\n' "$RCPT_USER" >"$P/aliases"
+chown root:pbx-auth "$P/aliases"
+chmod 640 "$P/aliases"
+if [ "$MODE" = maildir ]; then DELIVERY=yes COUNTED="Maildir/new/*"; else DELIVERY=no COUNTED="queue/*.env"; fi
 cat >"$P/pillarbox.conf" <<EOF
 # written by bench/smtp_accept.sh
 myhostname = mail.$DOMAIN
@@ -159,14 +180,15 @@ pop3_listen =
 pop3s_listen =
 imap_listen =
 imaps_listen =
-local_delivery_enable = no
+local_delivery_enable = $DELIVERY
 remote_delivery_enable = no
 # smtp-source opens up to 20 sessions at once from 127.0.0.1, the default
 # per-client limit; Postfix exempts \$mynetworks from its own limit.
 smtpd_max_connections_per_ip = 100
 EOF
 
-# Every run gets a new spool directory; all are removed at the end only. On
+# Every run gets a new spool directory (and, with MODE=maildir, a new home with
+# an empty Maildir); all are removed at the end only. On
 # ext4 without a journal (this machine's), allocating an inode skips every
 # inode deleted in the last seconds to minutes (recently_deleted()), so
 # removing the previous run's thousands of files right before a run slows its
@@ -179,6 +201,10 @@ pbx_start() {
     PBX_SPOOL=$P/spool.$RUN_SEQ
     rm -rf "$P/run"
     install -d -m 700 -o pbx-queue -g pbx-queue "$PBX_SPOOL"
+    MAILDIR=$P/mail/home.$RUN_SEQ/Maildir
+    install -d -m 700 -o pbx-vmail -g pbx-vmail "$P/mail/home.$RUN_SEQ" "$MAILDIR" \
+        "$MAILDIR/cur" "$MAILDIR/new" "$MAILDIR/tmp"
+    pbx_users "$P/mail/home.$RUN_SEQ"
     sed -i "s|^spool_dir = .*|spool_dir = $PBX_SPOOL|" "$P/pillarbox.conf"
     local flags=()
     [ "${PBX_LOG:-0}" = 1 ] && flags=(-f)
@@ -212,6 +238,16 @@ pbx_queued() {
 F=$WORK/postfix
 mkdir -p "$F/etc" "$F/data"
 chown postfix "$F/data"
+if [ "$MODE" = maildir ]; then
+    # Postfix's local(8) delivers to system accounts, as the account, into
+    # home_mailbox; the home changes with every run (pf_start).
+    id "$RCPT_USER" >/dev/null 2>&1 && die "a user $RCPT_USER exists already; remove it first"
+    useradd --system --no-create-home --home-dir "$F/home.0" --shell /usr/sbin/nologin "$RCPT_USER"
+    PF_DELIVERY="local_transport = local
+home_mailbox = Maildir/"
+else
+    PF_DELIVERY="local_transport = discard"
+fi
 cat >"$F/etc/main.cf" <<EOF
 # written by bench/smtp_accept.sh
 compatibility_level = 3.6
@@ -232,14 +268,15 @@ alias_maps =
 alias_database =
 smtpd_banner = \$myhostname ESMTP
 biff = no
-# Deliver nothing: everything goes to discard(8), after the queue file was
-# fsynced by cleanup(8) and before any mailbox write.
+# MODE=accept: deliver nothing; everything goes to discard(8), after the queue
+# file was fsynced by cleanup(8) and before any mailbox write. MODE=maildir:
+# local(8) into ~/Maildir/ (it fsyncs the file before the rename into new/).
 default_transport = discard
-local_transport = discard
+$PF_DELIVERY
 relay_transport = discard
 virtual_transport = discard
 EOF
-printf 'user x\n' >"$F/etc/recipients"
+printf '%s x\n' "$RCPT_USER" >"$F/etc/recipients"
 postmap "$F/etc/recipients"
 # Only what the SMTP path and the queue need; no chroot (Pillarbox's smtpd
 # chroots, but a chroot costs nothing per message).
@@ -273,6 +310,11 @@ pf_start() {
     PF_SPOOL=$F/spool.$RUN_SEQ
     mkdir -p "$PF_SPOOL"
     postconf -c "$F/etc" -e "queue_directory = $PF_SPOOL"
+    if [ "$MODE" = maildir ]; then
+        MAILDIR=$F/home.$RUN_SEQ/Maildir
+        install -d -m 700 -o "$RCPT_USER" "$F/home.$RUN_SEQ"
+        usermod -d "$F/home.$RUN_SEQ" "$RCPT_USER"
+    fi
     postfix -c "$F/etc" check >/dev/null 2>&1 || true  # creates the queue directories
     postfix -c "$F/etc" start >/dev/null 2>&1 || die "postfix -c $F/etc start failed"
     local _
@@ -295,14 +337,27 @@ pf_stop() {
 
 # ---- the runs -------------------------------------------------------------------
 
-# run_source PORT SESSIONS COUNT: prints the wall-clock seconds smtp-source took.
+# delivered: messages in $MAILDIR/new (MODE=maildir).
+delivered() {
+    find "$MAILDIR/new" -maxdepth 1 -type f 2>/dev/null | wc -l
+}
+
+# run_source PORT SESSIONS COUNT: prints the wall-clock seconds smtp-source took
+# (MODE=maildir: until the COUNT-th message is in the Maildir's new/).
 # Without -d, smtp-source disconnects after each message: one connection each.
 run_source() {
-    local t0 t1
+    local t0 t1 _
     t0=$(date +%s.%N)
     smtp-source -s "$2" -l 2048 -m "$3" -f "$SENDER" -t "$RCPT" -M client.$DOMAIN \
         "127.0.0.1:$1" >"$WORK/source.out" 2>&1 ||
         die "smtp-source against port $1 failed: $(tail -3 "$WORK/source.out")"
+    if [ "$MODE" = maildir ]; then
+        for _ in $(seq 6000); do
+            [ "$(delivered)" -ge "$3" ] && break
+            sleep 0.05
+        done
+        [ "$(delivered)" -ge "$3" ] || die "only $(delivered) of $3 messages reached $MAILDIR/new"
+    fi
     t1=$(date +%s.%N)
     echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
 }
@@ -324,20 +379,26 @@ for sessions in "$SESSIONS" 1; do
             if [ "$side" = pillarbox ]; then
                 pbx_start
                 secs=$(run_source "$PBX_PORT" "$sessions" "$n")
-                queued=$(pbx_queued)
-                pbx_stop
-                [ "$queued" = "$n" ] || die "Pillarbox lost mail: $n accepted, $queued envelopes in queue/"
+                if [ "$MODE" = maildir ]; then
+                    queued=$(delivered)
+                    pbx_stop
+                    [ "$queued" = "$n" ] || die "Pillarbox: $n accepted, $queued in $MAILDIR/new"
+                else
+                    queued=$(pbx_queued)
+                    pbx_stop
+                    [ "$queued" = "$n" ] || die "Pillarbox lost mail: $n accepted, $queued envelopes in queue/"
+                fi
             else
                 pf_start
                 secs=$(run_source "$PF_PORT" "$sessions" "$n")
-                queued="-"
+                if [ "$MODE" = maildir ]; then queued=$(delivered); else queued="-"; fi
                 pf_stop
             fi
             rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
             printf '%s %s %s %s %s %s %s\n' "$sessions" "$n" "$run" "$side" "$secs" "$rate" \
                 "$queued" >>"$RESULTS"
-            printf '%-9s sessions=%-2s run=%s messages=%-5s %8.3f s %8.1f msg/s  queue/*.env=%s load=%s\n' \
-                "$side" "$sessions" "$run" "$n" "$secs" "$rate" "$queued" \
+            printf '%-9s sessions=%-2s run=%s messages=%-5s %8.3f s %8.1f msg/s  %s=%s load=%s\n' \
+                "$side" "$sessions" "$run" "$n" "$secs" "$rate" "$COUNTED" "$queued" \
                 "$(cut -d' ' -f1 /proc/loadavg)" >&2
         done
     done
@@ -348,7 +409,8 @@ echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')   nproc: $(nproc)   load average before: $LOAD_BEFORE   after: $LOAD_AFTER"
 echo "postfix $PF_VERSION; Pillarbox $(git -C "$SRC" describe --always --dirty 2>/dev/null || echo '?') ($BUILD, release); $RUNS runs per side, median; $(($(date +%s) - START)) s in all"
 echo
-printf '| sessions | messages | Pillarbox msg/s | Postfix msg/s | ratio | Pillarbox queue/*.env after each run |\n'
+echo "mode: $MODE"
+printf '| sessions | messages | Pillarbox msg/s | Postfix msg/s | ratio | Pillarbox %s after each run |\n' "$COUNTED"
 printf '|---:|---:|---:|---:|---:|---|\n'
 for sessions in "$SESSIONS" 1; do
     if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
@@ -359,7 +421,7 @@ for sessions in "$SESSIONS" 1; do
     printf '| %s | %s | %s | %s | %s | %s (of %s) |\n' "$sessions" "$n" "$pbx" "$pf" "$ratio" "$envs" "$n"
 done
 echo
-echo "all runs (sessions messages run side seconds msg/s envelopes):"
+echo "all runs (sessions messages run side seconds msg/s $COUNTED):"
 sed 's/^/    /' "$RESULTS"
 
 [ "${PROFILE:-0}" = 1 ] || exit 0
