@@ -12,11 +12,11 @@
 #include <ctime>
 #include <utility>
 
-#include "common/auth/aliases.hpp"
 #include "common/ipc/auth_msgs.hpp"
 #include "common/ipc/delivery_msgs.hpp"
 #include "common/log.hpp"
 #include "common/privsep/privsep.hpp"
+#include "local-delivery/dotforward.hpp"
 #include "local-delivery/pipe.hpp"
 
 namespace pbx::local {
@@ -363,51 +363,28 @@ void LocalDelivery::on_dotforward(std::unique_ptr<Task> done, const std::string&
         t->dotforward = false;  // "\\user": no second look at .forward
         return t;
     };
-    auto list = auth::parse_target_lines(text);
+    ForwardPlan plan =
+        plan_dotforward(text, done->user, r->rcpts[index], resolver_,
+                        resolver_.domains.empty() ? host_ : resolver_.domains.front());
     std::vector<std::unique_ptr<Task>> tasks;
-    if (!list) {
-        log::warn(esc(r->queue_id), ": ", where, ": ", esc(list.error()),
+    if (!plan.ignored.empty()) {
+        log::warn(esc(r->queue_id), ": ", where, ": ", one_line(plan.ignored, 300),
                   ": ignored, delivering to the mailbox");
         tasks.push_back(self_mailbox());
     } else {
-        std::unique_ptr<Task> fwd;
-        bool self = false;
-        for (const auth::AliasTarget& a : *list) {
-            if (a.kind == auth::AliasTargetKind::Include) {
-                log::warn(esc(r->queue_id), ": ", where,
-                          ": :include: is not allowed there; "
-                          "ignored, delivering to the mailbox");
-                tasks.clear();
-                fwd.reset();
-                self = true;
-                break;
-            }
-            if (a.kind == auth::AliasTargetKind::Command || a.kind == auth::AliasTargetKind::File) {
-                auto t = self_mailbox();
-                t->kind = a.kind == auth::AliasTargetKind::Command ? JobKind::Pipe : JobKind::File;
-                t->target = a.value;
-                tasks.push_back(std::move(t));
-                continue;
-            }
-            // An address or a name: the user themself ends the forwarding
-            // ("\\alice", "alice", "alice@our.domain"); anyone else gets
-            // a new copy through the queue (with Delivered-To, so a loop
-            // between users ends as a loop bounce).
-            if (is_self(a, done->user)) {
-                self = true;
-                continue;
-            }
-            if (!fwd) {
-                fwd = self_mailbox();
-                fwd->kind = JobKind::Forward;
-                fwd->forward_to.clear();
-            }
-            std::string addr = a.value;
-            if (addr.find('@') == std::string::npos) addr += "@" + qualify_domain(r->rcpts[index]);
-            fwd->forward_to.push_back(std::move(addr));
+        if (plan.self) tasks.push_back(self_mailbox());
+        auto add = [&](JobKind kind, const std::string& target) {
+            auto t = self_mailbox();
+            t->kind = kind;
+            t->target = target;
+            tasks.push_back(std::move(t));
+        };
+        for (const std::string& c : plan.commands) add(JobKind::Pipe, c);
+        for (const std::string& f : plan.files) add(JobKind::File, f);
+        if (!plan.forward_to.empty()) {
+            add(JobKind::Forward, "");
+            tasks.back()->forward_to = plan.forward_to;
         }
-        if (self) tasks.push_back(self_mailbox());
-        if (fwd) tasks.push_back(std::move(fwd));
     }
     log::info(esc(r->queue_id), ": to=<", esc(r->rcpts[index]), ">: ", where, " gives ",
               tasks.size(), " deliveries");
@@ -415,28 +392,6 @@ void LocalDelivery::on_dotforward(std::unique_ptr<Task> done, const std::string&
     r->parts[index] += tasks.size();
     --r->parts[index];
     for (auto& t : tasks) waiting_.push_back(std::move(t));
-}
-
-bool LocalDelivery::is_self(const auth::AliasTarget& a, const std::string& user) const {
-    if (a.kind == auth::AliasTargetKind::Local) return auth::iequals(a.value, user);
-    if (a.kind != auth::AliasTargetKind::Address) return false;
-    std::string_view v = a.value;
-    size_t at = v.rfind('@');
-    std::string_view local = v.substr(0, at), domain = v.substr(at + 1);
-    if (!resolver_.is_local_domain(domain)) return false;
-    if (auth::iequals(local, user)) return true;
-    size_t cut = resolver_.recipient_delimiter.empty()
-                     ? std::string_view::npos
-                     : local.find_first_of(resolver_.recipient_delimiter);
-    return cut != std::string_view::npos && auth::iequals(local.substr(0, cut), user);
-}
-
-std::string LocalDelivery::qualify_domain(std::string_view rcpt) const {
-    size_t at = rcpt.rfind('@');
-    if (at != std::string_view::npos && at + 1 < rcpt.size())
-        return std::string(rcpt.substr(at + 1));
-    if (!resolver_.domains.empty()) return resolver_.domains.front();
-    return host_;
 }
 
 void LocalDelivery::finish_rcpt(const std::shared_ptr<Request>& r, size_t index, const Outcome& o) {

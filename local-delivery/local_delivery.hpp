@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "common/auth/aliases.hpp"
 #include "common/auth/resolve.hpp"
 #include "common/ipc/channel.hpp"
 #include "common/privsep/service.hpp"
@@ -53,8 +52,6 @@ class LocalDelivery {
     void resolve_rcpt(const std::shared_ptr<Request>& r, size_t index);
     void on_resolved(const std::shared_ptr<Request>& r, size_t index, const ipc::Message* reply);
     void on_dotforward(std::unique_ptr<Task> done, const std::string& text);
-    bool is_self(const auth::AliasTarget& a, const std::string& user) const;
-    std::string qualify_domain(std::string_view rcpt) const;
     void finish_rcpt(const std::shared_ptr<Request>& r, size_t index, const Outcome& o);
     void start_tasks();
     void spawn(std::unique_ptr<Task> t);

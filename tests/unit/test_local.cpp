@@ -16,6 +16,7 @@
 
 #include "common/mailbox/headers.hpp"
 #include "common/unique_fd.hpp"
+#include "local-delivery/dotforward.hpp"
 #include "local-delivery/pipe.hpp"
 #include "local-delivery/worker.hpp"
 
@@ -329,6 +330,74 @@ TEST_CASE("run_job: .forward first, then the mailbox", "[local][forward]") {
     CHECK(r->notes[0].find("writable") != std::string::npos);
     REQUIRE(r->outcome);
     CHECK(r->outcome->verdict == Verdict::Sent);
+}
+
+TEST_CASE(".forward: what it asks for", "[local][forward]") {
+    pbx::auth::ResolverSettings s;
+    s.domains = {"example.org", "example.net"};
+    s.recipient_delimiter = "+";
+    using V = std::vector<std::string>;
+    struct Case {
+        const char* text;
+        bool self;
+        V commands, files, forward_to;
+    };
+    const Case cases[] = {
+        {"\\sam\n", true, {}, {}, {}},
+        {"sam\n", true, {}, {}, {}},
+        {"SAM@Example.NET\n", true, {}, {}, {}},
+        {"sam+list@example.org\n", true, {}, {}, {}},
+        {"sam@elsewhere.com\n", false, {}, {}, {"sam@elsewhere.com"}},
+        {"+sam@example.org\n", false, {}, {}, {"+sam@example.org"}},
+        {"samuel\n", false, {}, {}, {"samuel@example.org"}},
+        {"\\bob\n", false, {}, {}, {"bob@example.org"}},
+        {"# vacation\n\\sam, \"|/usr/bin/vacation sam\"\n",
+         true,
+         {"/usr/bin/vacation sam"},
+         {},
+         {}},
+        {"/home/sam/archive, bob@x.net, BOB@x.net, carol\n",
+         false,
+         {},
+         {"/home/sam/archive"},
+         {"bob@x.net", "carol@example.org"}},
+        {"|/usr/bin/procmail\n|/usr/bin/procmail\n",
+         false,
+         {"/usr/bin/procmail", "/usr/bin/procmail"},
+         {},
+         {}},
+    };
+    for (const Case& c : cases) {
+        INFO(c.text);
+        ForwardPlan p = plan_dotforward(c.text, "sam", "sam@example.org", s, "fallback.test");
+        CHECK(p.ignored.empty());
+        CHECK(p.self == c.self);
+        CHECK(p.commands == c.commands);
+        CHECK(p.files == c.files);
+        CHECK(p.forward_to == c.forward_to);
+    }
+    // Bare names get the recipient's domain, or the fallback.
+    CHECK(plan_dotforward("bob", "sam", "sam", s, "fallback.test").forward_to ==
+          V{"bob@fallback.test"});
+    CHECK(plan_dotforward("a, b, \\sam, |x, /y", "sam", "sam@example.net", s, "f").deliveries() ==
+          4);
+    // Unusable files: ignored as a whole.
+    const char* ignored[] = {
+        ":include:/etc/list\n",
+        "bob, :include:/etc/list\n",
+        "|/usr/bin/procmail -f-\n",
+        "bad name!\n",
+        "\"|unterminated\n",
+        "",
+        "# nothing\n",
+        "x\x01\n",
+    };
+    for (const char* text : ignored) {
+        INFO(text);
+        ForwardPlan p = plan_dotforward(text, "sam", "sam@example.org", s, "f");
+        CHECK_FALSE(p.ignored.empty());
+        CHECK(p.deliveries() == 1);
+    }
 }
 
 TEST_CASE("line ends for commands and for forwarding", "[local][mailbox]") {
