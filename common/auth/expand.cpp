@@ -213,8 +213,18 @@ class Expander {
             b.uid = a->uid;
             b.gid = a->gid;
             b.home = a->home;
-            b.mailbox = "/var/mail/" + a->name;
-            b.format = MailboxFormat::Mbox;
+            const std::string& rel = ctx_.settings.home_mailbox;
+            if (rel.empty()) {
+                b.mailbox = "/var/mail/" + a->name;
+                b.format = MailboxFormat::Mbox;
+            } else {
+                if (rel[0] == '/' || rel.find("..") != std::string::npos || a->home.empty() ||
+                    a->home[0] != '/')
+                    return set(ExpandStatus::TempFail,
+                               "home_mailbox must be a path below the home directory");
+                b.mailbox = a->home + (a->home.back() == '/' ? "" : "/") + rel;
+                b.format = rel.back() == '/' ? MailboxFormat::Maildir : MailboxFormat::Mbox;
+            }
             b.dotforward = !verbatim;
         } else {
             return set(ExpandStatus::Unknown, "no such user: " + shown(name));

@@ -7,8 +7,9 @@
 //    again inside itself is a loop). `\name` is the user `name`, without
 //    alias expansion and without its .forward.
 //  - A user of the users file is a Mailbox target; a system account (with
-//    system_users) is a Mailbox target with `dotforward` set: local-delivery
-//    then reads ~/.forward as that user.
+//    system_users) is a Mailbox target (/var/mail/NAME, or home_mailbox below
+//    its home) with `dotforward` set: local-delivery then reads ~/.forward as
+//    that user.
 //  - An address in a domain that is not ours is a Forward target:
 //    local-delivery re-submits the message to it (doc/design-notes.md).
 //  - `:include:/path`, `|command` and `/file` are honoured only from an

@@ -86,6 +86,7 @@ ResolverSettings ResolverSettings::from_config(const config::Config& cfg) {
     s.recipient_delimiter = cfg.str("recipient_delimiter");
     s.system_users = cfg.boolean("system_users");
     s.default_privs = cfg.str("default_privs");
+    s.home_mailbox = cfg.str("home_mailbox");
     return s;
 }
 

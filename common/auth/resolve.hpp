@@ -40,8 +40,12 @@ struct ResolverSettings {
     std::string recipient_delimiter = "+";
     bool system_users = false;
     std::string default_privs = "nobody";  // runs commands and files of aliases
+    // System users' mailbox relative to their home ("Maildir/": a Maildir,
+    // "Mailbox": an mbox); empty: /var/mail/NAME (mbox).
+    std::string home_mailbox;
 
-    // From the keys default_privs, domains, recipient_delimiter and system_users.
+    // From the keys default_privs, domains, home_mailbox, recipient_delimiter
+    // and system_users.
     static ResolverSettings from_config(const config::Config& cfg);
     // Case-insensitive; a trailing dot never matches.
     bool is_local_domain(std::string_view domain) const;

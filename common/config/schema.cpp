@@ -23,6 +23,8 @@ constexpr KeyDef kKeys[] = {
      "send a delay notice (DSN Action: delayed) after this long; 0 = never"},
     {"domains", Type::List, "localhost",
      "mail domains delivered locally; everything else is remote"},
+    {"home_mailbox", Type::String, "",
+     "system users' mailbox below their home (Maildir/ = a Maildir); empty = /var/mail/USER"},
     {"imap_listen", Type::Endpoints, "0.0.0.0:143",
      "IMAP listeners (STARTTLS); empty disables them"},
     {"imaps_listen", Type::Endpoints, "0.0.0.0:993",

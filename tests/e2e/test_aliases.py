@@ -489,5 +489,47 @@ class AliasesTest(unittest.TestCase):
         self.inst.tool("queue", "delete", qid)
 
 
+@unittest.skipUnless(harness.program("local-delivery") and harness.program("authd")
+                     and shutil.which("useradd"), "local-delivery, authd or useradd missing")
+class HomeMailboxTest(unittest.TestCase):
+    def test_home_maildir_for_a_system_user(self):
+        name = "pbxt-hm"
+        config = {key: "" for key, _ in harness.LISTENERS.values()}
+        config.update({"queue_manager_enable": "no", "remote_delivery_enable": "no",
+                       "system_users": "yes", "home_mailbox": "Maildir/"})
+        inst = Instance(config=config, start=False)
+        remove_user(name)
+        try:
+            home = os.path.join(inst.dir, name)
+            subprocess.run(["useradd", "-M", "-U", "-d", home, "-s", "/bin/sh", name],
+                           check=True, capture_output=True)
+            pw = pwd.getpwnam(name)
+            os.mkdir(home, 0o755)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+            inst.start()
+            for prog in ("authd", "local-delivery"):
+                inst.wait_for_log(r"%s\[\d+\]: listening on" % prog, timeout=15)
+            sock = os.path.join(inst.runtime_dir, "local", "local.sock")
+            with tempfile.TemporaryFile() as f:
+                f.write(MESSAGE)
+                f.flush()
+                with pbx_ipc.Client(sock, DELIVERY, timeout=30) as c:
+                    c.send("deliver", id=1, queue_id="QHOME", sender="s@example.net",
+                           message=f.fileno(), size=len(MESSAGE), arrival=int(time.time()),
+                           rcpt=[name + "@" + D], rcpt_orcpt=[""], rcpt_notify=[0])
+                    _, fields = c.recv(timeout=30)
+            self.assertEqual(fields["reply"], "250 2.0.0 delivered to maildir", fields)
+            new = os.path.join(home, "Maildir", "new")
+            files = os.listdir(new)
+            self.assertEqual(len(files), 1)
+            st = os.stat(os.path.join(new, files[0]))
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (pw.pw_uid, 0o600))
+            self.assertEqual(os.stat(os.path.join(home, "Maildir")).st_uid, pw.pw_uid)
+            self.assertFalse(os.path.exists("/var/mail/" + name))
+        finally:
+            inst.cleanup()
+            remove_user(name)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -232,6 +232,22 @@ TEST_CASE("expand: an include file's own owner guards its commands", "[auth][exp
     }
 }
 
+TEST_CASE("expand: home_mailbox for system users", "[auth][expand]") {
+    World w(kAliases);
+    w.settings.home_mailbox = "Maildir/";
+    CHECK(describe(w.expand("sam")) == "found | mailbox sam /home/sam/Maildir/ +fwd");
+    CHECK(w.expand("sam").targets[0].format == MailboxFormat::Maildir);
+    w.settings.home_mailbox = "Mailbox";
+    CHECK(describe(w.expand("sam")) == "found | mailbox sam /home/sam/Mailbox +fwd");
+    CHECK(w.expand("sam").targets[0].format == MailboxFormat::Mbox);
+    // Virtual users keep their own mailbox.
+    CHECK(describe(w.expand("alice")) == "found | mailbox alice /var/vmail/alice/Maildir/");
+    for (const char* bad : {"/var/mail/x", "../other/Maildir/", "a/../../b"}) {
+        w.settings.home_mailbox = bad;
+        CHECK(w.expand("sam").status == ExpandStatus::TempFail);
+    }
+}
+
 TEST_CASE("expand: default_privs and limits", "[auth][expand]") {
     World w(kAliases);
     w.system.accounts.erase("nobody");
