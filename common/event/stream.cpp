@@ -108,22 +108,32 @@ Status StreamConnection::start_implicit_tls(const TlsContext& ctx) {
 
 Result<size_t> StreamConnection::start_tls(const TlsContext& ctx) {
     if (finished_ || flushing_ || !bev_) return fail("connection is closed");
+    SslPtr ssl = ctx.new_ssl();
+    if (!ssl) return fail("SSL_new: " + take_openssl_errors());
+    return upgrade(std::move(ssl), true);
+}
+
+Result<size_t> StreamConnection::start_tls_client(SslPtr ssl) {
+    if (!ssl) return fail("no SSL object: " + take_openssl_errors());
+    return upgrade(std::move(ssl), false);
+}
+
+Result<size_t> StreamConnection::upgrade(SslPtr ssl, bool accepting) {
+    if (finished_ || flushing_ || !bev_) return fail("connection is closed");
     if (tls_) return fail("TLS is already active");
-    // RFC 3207 5: whatever the client sent after STARTTLS arrived in
-    // plaintext and must not be read as if it had come through TLS.
+    // RFC 3207 5: whatever the peer sent after STARTTLS (or its 220 reply)
+    // arrived in plaintext and must not be read as if it had come through TLS.
     evbuffer* in = bufferevent_get_input(bev_.get());
     const size_t discarded = evbuffer_get_length(in);
     evbuffer_drain(in, discarded);
 
-    SslPtr ssl = ctx.new_ssl();
-    if (!ssl) return fail("SSL_new: " + take_openssl_errors());
     bufferevent* under = bev_.get();
     // The filter reads the socket bufferevent; it must not stall on our
     // watermark, and its callbacks become the filter's.
     bufferevent_setwatermark(under, EV_READ, 0, 0);
-    bufferevent* filter =
-        bufferevent_openssl_filter_new(base_, under, ssl.get(), BUFFEREVENT_SSL_ACCEPTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    bufferevent* filter = bufferevent_openssl_filter_new(
+        base_, under, ssl.get(), accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!filter) out_of_memory("bufferevent_openssl_filter_new");  // see start_implicit_tls
     (void)ssl.release();
     // The filter now owns the socket bufferevent; we keep an observer.
@@ -238,6 +248,11 @@ SSL* StreamConnection::ssl() const {
 TlsSessionInfo StreamConnection::tls_info() const {
     if (!tls_active()) return {};
     return session_info(ssl());
+}
+
+TlsPeerInfo StreamConnection::tls_peer() const {
+    if (!tls_active()) return {};
+    return peer_info(ssl());
 }
 
 void StreamConnection::maybe_finish_flush() {

@@ -1,7 +1,9 @@
-// StreamConnection: one accepted client connection over a libevent
-// bufferevent, plain or TLS, shared by every network listener (smtpd,
-// submitd, pop3-login, imap-login). The protocol logic stays in a pure state
-// machine; this class only moves bytes, keeps time, and switches to TLS.
+// StreamConnection: one TCP connection over a libevent bufferevent, plain or
+// TLS, shared by every network listener (smtpd, submitd, pop3-login,
+// imap-login: accepted connections, the server side of TLS) and by
+// remote-delivery (connections it made, the client side: start_tls_client).
+// The protocol logic stays in a pure state machine; this class only moves
+// bytes, keeps time, and switches to TLS.
 //
 //   auto c = StreamConnection::create(base, std::move(fd), handler, limits);
 //   c->start();                     // plain; or start_implicit_tls(ctx) (465/993/995)
@@ -102,6 +104,9 @@ class StreamConnection {
     // the handler; the count is returned for the log. on_tls_ready() or
     // on_closed(TlsFailed) follows.
     Result<size_t> start_tls(const TlsContext& ctx);
+    // The client side of STARTTLS (remote-delivery): the same, with us as
+    // the TLS client; `ssl` comes from TlsContext::new_client_ssl().
+    Result<size_t> start_tls_client(SslPtr ssl);
 
     // ---- input ------------------------------------------------------------
     size_t input_size() const;
@@ -141,11 +146,14 @@ class StreamConnection {
     // ---- facts ------------------------------------------------------------
     bool tls_active() const { return tls_ && !handshaking_; }
     TlsSessionInfo tls_info() const;
+    // The server certificate and its verification (client side).
+    TlsPeerInfo tls_peer() const;
     int fd() const { return fd_; }
 
   private:
     StreamConnection(event_base* base, UniqueFd fd, StreamHandler& handler, Limits limits);
     Status init_bev(bufferevent* bev);
+    Result<size_t> upgrade(SslPtr ssl, bool accepting);
     void arm_timer();
     void finish(CloseReason reason, std::string detail);
     void maybe_finish_flush();
