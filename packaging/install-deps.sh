@@ -9,9 +9,10 @@ set -eu
 # To build: compiler, meson/ninja and the libraries of the top meson.build;
 # catch2 for the unit tests. To run: openssl (certificates, password hashes),
 # ca-certificates (remote-delivery's CA bundle). To try it and for the
-# end-to-end tests: swaks and python3.
+# end-to-end tests: swaks and python3; unbound (a local resolver serving the
+# test zones of tests/e2e/test_remote.py).
 packages="meson ninja-build g++ pkg-config libevent-dev libssl-dev libcap-dev
-libunbound-dev libcrypt-dev catch2 openssl ca-certificates python3 swaks"
+libunbound-dev libcrypt-dev catch2 openssl ca-certificates python3 swaks unbound"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-deps.sh: not a Debian system; install these by hand:" "$packages" "$@" >&2
