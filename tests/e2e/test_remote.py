@@ -429,6 +429,8 @@ class RemoteDeliveryTest(RemoteTestBase):
         cls.sinks["multi-b"].rcpt = (lambda a: "550 5.1.1 <%s>: refused" % a
                                      if a.startswith("bad") else "250 2.1.5 ok")
 
+    extra_config = {"remote_connection_cache_time": "10s"}
+
     @classmethod
     def prepare(cls, inst):
         policy = os.path.join(inst.dir, "tls_policy")
@@ -557,6 +559,47 @@ class RemoteDeliveryTest(RemoteTestBase):
         self.assertEqual(self.sinks["multi-b"].received("bad@multi-b.pbxtest"), [])
         m2 = self.inst.wait_for_log(r"queue-manager.*: removed", start=m)
         self.assertTrue(m2)
+
+    def test_connection_reuse_dsn_parameters_and_smtputf8(self):
+        sink = self.sinks["implicit"]
+        m = self.mark()
+        with smtplib.SMTP("127.0.0.1", self.inst.port("smtp"), timeout=30) as s:
+            s.ehlo("client.example.net")
+            s.sendmail("alice@example.test", ["r1@implicit.pbxtest"],
+                       b"Subject: one\r\n\r\nfirst\r\n",
+                       mail_options=["RET=HDRS", "ENVID=env+2B1"],
+                       rcpt_options=["NOTIFY=SUCCESS,FAILURE",
+                                     "ORCPT=rfc822;orig@implicit.pbxtest"])
+        self.assertEqual(self.outcome("r1@implicit.pbxtest", start=m)["status"], "sent")
+        send_mail(self.inst.port("smtp"), ["r2@implicit.pbxtest"])
+        self.assertEqual(self.outcome("r2@implicit.pbxtest", start=m)["status"], "sent")
+        # Both went through one SMTP session (the cached connection).
+        with sink.lock:
+            sessions = [s["cmds"] for s in sink.sessions
+                        if any("r1@implicit.pbxtest" in c for c in s["cmds"])]
+        self.assertEqual(len(sessions), 1)
+        cmds = sessions[0]
+        self.assertTrue(any("r2@implicit.pbxtest" in c for c in cmds), cmds)
+        # DSN offered by the sink: the parameters were passed on.
+        mail = [c for c in cmds if c.startswith("MAIL FROM")][0]
+        self.assertTrue(mail.startswith("MAIL FROM:<alice@example.test> SIZE="), mail)
+        self.assertIn(" RET=HDRS", mail)
+        self.assertIn(" ENVID=env+2B1", mail)
+        rcpt = [c for c in cmds if "r1@implicit.pbxtest" in c][0]
+        self.assertIn("NOTIFY=SUCCESS,FAILURE", rcpt)
+        self.assertIn("ORCPT=rfc822;orig@implicit.pbxtest", rcpt)
+        # An SMTPUTF8 message to a server without SMTPUTF8 fails with 5.6.7.
+        m = self.mark()
+        with smtplib.SMTP("127.0.0.1", self.inst.port("smtp"), timeout=30) as s:
+            s.ehlo("client.example.net")
+            s.sendmail("alice@example.test", ["u8@implicit.pbxtest"],
+                       "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode(),
+                       mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        o = self.outcome("u8@implicit.pbxtest", start=m)
+        self.assertEqual(o["status"], "failed")
+        self.assertEqual(o["dsn"], "5.6.7")
+        self.assertIn("SMTPUTF8", o["reply"])
+        self.assertEqual(sink.received("u8@implicit.pbxtest"), [])
 
     def test_privileges(self):
         pid = self.inst.wait_for_child("remote-delivery")
