@@ -258,8 +258,9 @@ Try it, from another terminal:
         --from alice@$DOMAIN --to bob@$DOMAIN
   swaks --server 127.0.0.1:10465 --tls-on-connect --auth-user alice --auth-password $PASSWORD \\
         --from alice@$DOMAIN --to bob@$DOMAIN
-  # read bob's mail over POP3S and IMAPS
+  # read bob's mail over POP3S (995-style) and POP3 with STLS (110-style), and IMAPS
   python3 -c 'import poplib,ssl; p=poplib.POP3_SSL("127.0.0.1",10995,context=ssl._create_unverified_context()); p.user("bob"); p.pass_("$PASSWORD"); print(p.stat())'
+  python3 -c 'import poplib,ssl; p=poplib.POP3("127.0.0.1",10110); p.stls(context=ssl._create_unverified_context()); p.user("bob"); p.pass_("$PASSWORD"); print(p.list())'
   openssl s_client -connect 127.0.0.1:10993 -quiet -crlf   # then: a LOGIN bob $PASSWORD
   # the supervisor
   $TOOL -c $CONF status

@@ -26,6 +26,7 @@ Status Authd::post_drop(ServiceContext& ctx) {
     if (!dummy) return Err{dummy.error()};
     handler_ = std::make_unique<Handler>(settings, *db_, *system_,
                                          auth::PasswordChecker(std::move(dummy).value()));
+    handler_->set_pop_before_smtp(std::chrono::minutes(cfg.integer("pop_before_smtp")));
     server_ = std::make_unique<Server>(ctx.base.get(), *handler_);
     return server_->listen(ctx.runtime_path(ipc::kAuthSocket), std::move(*peers_));
 }

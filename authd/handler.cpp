@@ -46,6 +46,9 @@ std::optional<Reply> Handler::handle(const ipc::Message& request, const ipc::Pee
     if (name == "rcpt") return rcpt(request, now);
     if (name == "verify") return verify(request, peer, now);
     if (name == "resolve") return resolve(request, peer, now);
+    if (name == "login") return login(request, peer, now);
+    if (name == "redeem") return redeem(request, peer, now);
+    if (name == "relay_check") return relay_check(request, peer, now);
     return std::nullopt;
 }
 
@@ -60,6 +63,16 @@ std::optional<ipc::Message> Handler::tempfail_for(const ipc::Message& request) {
     if (request.name() == "resolve") {
         auto r = ipc::Message::named(msgs::kProtocol, "resolve_result");
         r.set_u64("id", id).set_str("status", "tempfail");
+        return r;
+    }
+    if (request.name() == "login" || request.name() == "redeem") {
+        auto r = ipc::Message::named(msgs::kProtocol, std::string(request.name()) + "_result");
+        r.set_u64("id", id).set_str("status", request.name() == "login" ? "tempfail" : "fail");
+        return r;
+    }
+    if (request.name() == "relay_check") {
+        auto r = ipc::Message::named(msgs::kProtocol, "relay_check_result");
+        r.set_u64("id", id).set_u64("allowed", 0);
         return r;
     }
     return std::nullopt;
@@ -192,6 +205,128 @@ Reply Handler::resolve(const ipc::Message& m, const ipc::PeerInfo& peer,
         log::warn("resolve ", esc(address), ": refused: ", x.reason);
     log::debug("resolve ", esc(address), ": ", auth::to_string(x.status), " ", x.reason, " (",
                x.targets.size(), " targets)");
+    return Reply{std::move(r)};
+}
+
+}  // namespace pbx::authd
+
+namespace pbx::authd {
+
+Reply Handler::login(const ipc::Message& m, const ipc::PeerInfo& peer,
+                     auth::Clock::time_point now) {
+    const uint64_t id = *m.get_u64("id");
+    const std::string_view user = *m.get_str("user");
+    const std::string_view password = *m.get_bytes("password");
+    const std::string_view client = m.get_str("client_address").value_or("");
+    const std::string_view service = *m.get_str("service");
+    auto result = [id](std::string_view status) {
+        auto r = ipc::Message::named(msgs::kProtocol, "login_result");
+        r.set_u64("id", id).set_str("status", status);
+        return r;
+    };
+    if (peer.program != ipc::Program::Login && peer.program != ipc::Program::Root) {
+        log::warn("login from ", ipc::to_string(peer.program), " (uid ", peer.uid,
+                  ") refused: only the login processes may ask");
+        return Reply{result("tempfail")};
+    }
+    if (service != "pop3" && service != "imap") {
+        log::warn("login with unknown service '", esc(service), "'");
+        return Reply{result("tempfail")};
+    }
+    std::string client_key =
+        client.empty() ? "peer:" + std::string(ipc::to_string(peer.program)) : std::string(client);
+    db_.refresh(now);
+    auth::VerifyOutcome out;
+    if (!db_.ready())
+        out = {auth::VerifyStatus::TempFail, auth::ascii_lower(user), "user database not loaded"};
+    else
+        out = checker_.verify(user, password, settings_, db_.users(), system_);
+    std::optional<UserMailbox> box;
+    if (out.status == auth::VerifyStatus::Ok) {
+        box = find_user_mailbox(out.user, settings_, db_, system_);
+        if (!box) {
+            out = {auth::VerifyStatus::Fail, out.user, "no mailbox for this user"};
+        } else if (box->uid == 0 || box->gid == 0) {
+            out = {auth::VerifyStatus::Fail, out.user, "refusing a session as uid/gid 0"};
+        }
+    }
+    const auth::Attempt attempt = out.status == auth::VerifyStatus::Ok     ? auth::Attempt::Success
+                                  : out.status == auth::VerifyStatus::Fail ? auth::Attempt::Failure
+                                                                           : auth::Attempt::Other;
+    const auto delay =
+        throttle_.on_attempt(client_key, out.user.empty() ? user : out.user, attempt, now);
+    if (out.status == auth::VerifyStatus::Fail) {
+        log::info("login failed: user=", esc(user), " client=", esc(client), " service=", service,
+                  " (", out.reason, "; answer in ", delay.count(), " ms)");
+        return Reply{result("fail"), delay};
+    }
+    if (out.status == auth::VerifyStatus::TempFail) {
+        log::warn("login tempfail: user=", esc(user), " client=", esc(client), " service=", service,
+                  " (", out.reason, ")");
+        return Reply{result("tempfail"), delay};
+    }
+    auto ticket = tickets_.issue(*box, std::string(service), std::string(client), now);
+    if (!ticket) {
+        log::warn("login tempfail: user=", esc(out.user), ": cannot issue a ticket (",
+                  tickets_.size(), " outstanding)");
+        return Reply{result("tempfail"), delay};
+    }
+    if (pop_before_smtp_.count() > 0 && !client.empty()) {
+        recent_logins_.record(client, now + pop_before_smtp_);
+        log::info("pop-before-smtp: ", esc(client), " may relay for ", pop_before_smtp_.count(),
+                  " minutes (", service, " login of ", esc(out.user), ")");
+    }
+    log::info("login ok: user=", esc(out.user), " client=", esc(client), " service=", service,
+              " (ticket issued)");
+    auto r = result("ok");
+    r.set_str("user", out.user).set_str("ticket", *ticket);
+    return Reply{std::move(r), delay};
+}
+
+Reply Handler::redeem(const ipc::Message& m, const ipc::PeerInfo& peer,
+                      auth::Clock::time_point now) {
+    auto r = ipc::Message::named(msgs::kProtocol, "redeem_result");
+    r.set_u64("id", *m.get_u64("id"));
+    if (peer.program != ipc::Program::Root) {
+        log::warn("redeem from ", ipc::to_string(peer.program), " (uid ", peer.uid,
+                  ") refused: only the master may redeem tickets");
+        r.set_str("status", "fail");
+        return Reply{std::move(r)};
+    }
+    auto t = tickets_.redeem(*m.get_str("ticket"), now);
+    if (!t) {
+        log::warn("redeem: unknown, used or expired ticket");
+        r.set_str("status", "fail");
+        return Reply{std::move(r)};
+    }
+    log::debug("redeem: ticket of ", t->box.user, " for ", t->service);
+    r.set_str("status", "ok")
+        .set_str("user", t->box.user)
+        .set_u64("uid", t->box.uid)
+        .set_u64("gid", t->box.gid)
+        .set_str("home", t->box.home)
+        .set_str("mailbox", t->box.mailbox)
+        .set_str("format", t->box.format == auth::MailboxFormat::Mbox ? "mbox" : "maildir")
+        .set_str("service", t->service)
+        .set_str("client_address", t->client_address);
+    return Reply{std::move(r)};
+}
+
+Reply Handler::relay_check(const ipc::Message& m, const ipc::PeerInfo& peer,
+                           auth::Clock::time_point now) {
+    auto r = ipc::Message::named(msgs::kProtocol, "relay_check_result");
+    r.set_u64("id", *m.get_u64("id"));
+    const std::string_view client = *m.get_str("client_address");
+    std::optional<auth::Clock::duration> left;
+    if (pop_before_smtp_.count() > 0 &&
+        (peer.program == ipc::Program::Smtpd || peer.program == ipc::Program::Submitd ||
+         peer.program == ipc::Program::Root))
+        left = recent_logins_.remaining(client, now);
+    r.set_u64("allowed", left ? 1 : 0);
+    if (left)
+        r.set_u64("minutes_left",
+                  static_cast<uint64_t>(std::chrono::ceil<std::chrono::minutes>(*left).count()));
+    log::debug("relay_check ", esc(client), ": ", left ? "allowed" : "no recent login");
     return Reply{std::move(r)};
 }
 

@@ -8,10 +8,12 @@
 #include <string>
 
 #include "authd/database.hpp"
+#include "authd/tickets.hpp"
 #include "common/auth/password.hpp"
 #include "common/auth/resolve.hpp"
 #include "common/auth/system_users.hpp"
 #include "common/auth/throttle.hpp"
+#include "common/ipc/auth_msgs.hpp"
 #include "common/ipc/channel.hpp"
 #include "common/ipc/frame.hpp"
 
@@ -32,6 +34,10 @@ class Handler {
     std::optional<Reply> handle(const ipc::Message& request, const ipc::PeerInfo& peer,
                                 auth::Clock::time_point now);
 
+    // POP-before-SMTP: how long a POP3/IMAP login lets its address relay
+    // (pop_before_smtp); zero switches it off.
+    void set_pop_before_smtp(std::chrono::minutes m) { pop_before_smtp_ = m; }
+
     // A reply that says "try again later" for `request` (overload, shutdown).
     static std::optional<ipc::Message> tempfail_for(const ipc::Message& request);
 
@@ -40,12 +46,20 @@ class Handler {
     Reply rcpt(const ipc::Message& m, auth::Clock::time_point now);
     Reply verify(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
     Reply resolve(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
+    // The login/session split (tickets.hpp).
+    Reply login(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
+    Reply redeem(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
+    Reply relay_check(const ipc::Message& m, const ipc::PeerInfo& peer,
+                      auth::Clock::time_point now);
 
     auth::ResolverSettings settings_;
     Database& db_;
     const auth::SystemUsers& system_;
     auth::PasswordChecker checker_;
     auth::Throttle throttle_;
+    TicketStore tickets_{ipc::auth::kTicketLifetime};
+    RecentLogins recent_logins_;
+    std::chrono::minutes pop_before_smtp_{0};
 };
 
 }  // namespace pbx::authd

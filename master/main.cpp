@@ -3,9 +3,12 @@
 // SECURITY: the only long-lived process with full root privileges. It parses
 // nothing from the network: its inputs are the configuration file (root's),
 // signals, and requests on the control socket (root for changes; any local
-// user for status, identified by SO_PEERCRED). It binds the listeners, creates
+// user for status, identified by SO_PEERCRED) and on the session socket
+// (login processes only: an authd ticket and a socketpair end; the ticket is
+// redeemed with authd, which alone says whose session it is). It binds the listeners, creates
 // the runtime directory and starts each program, which drops its own
-// privileges; it never runs protocol code itself.
+// privileges; it never runs protocol code itself. For each redeemed ticket it
+// forks a session (pop3d, imapd) that drops to the mail user before exec.
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 #include "common/log.hpp"
 #include "master/control.hpp"
 #include "master/runtime.hpp"
+#include "master/sessions.hpp"
 #include "master/supervisor.hpp"
 
 namespace {
@@ -79,6 +83,12 @@ int main(int argc, char** argv) {
     auto control = pbx::master::start_control(base.get(), sup, sup.runtime_dir());
     if (!control) {
         pbx::log::error("control socket: ", control.error().message);
+        sup.stop();
+    }
+    // The login/session split: login processes hand logged-in clients over here.
+    auto sessions = pbx::master::start_sessions(base.get(), sup, sup.runtime_dir());
+    if (!sessions) {
+        pbx::log::error("session socket: ", sessions.error().message);
         sup.stop();
     }
     pbx::master::sd_notify("READY=1");

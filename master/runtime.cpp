@@ -24,7 +24,7 @@ struct ChannelDir {
 // peers table in common/ipc (who may connect is checked there by SO_PEERCRED).
 constexpr ChannelDir kChannelDirs[] = {
     {"control", "root"}, {"queue", "pbx-queue"},   {"auth", "pbx-auth"},
-    {"local", "root"},   {"remote", "pbx-remote"}, {"login", "root"},
+    {"local", "root"},   {"remote", "pbx-remote"}, {"session", "root"},
 };
 
 Status ensure_dir(const std::string& path, uid_t uid, gid_t gid, mode_t mode) {

@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "common/master_interface.hpp"
 #include "master/runtime.hpp"
+#include "master/sessions.hpp"
 
 namespace pbx::master {
 namespace mi = master_interface;
@@ -48,17 +49,6 @@ Result<UniqueFd> make_config_memfd(const std::string& text) {
     if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         return fail_errno("seal memfd");
     return fd;
-}
-
-std::string describe_exit(int status) {
-    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        const char* name = sigabbrev_np(sig);
-        return std::string("signal ") + std::to_string(sig) +
-               (name ? std::string(" (SIG") + name + ")" : "");
-    }
-    return "status " + std::to_string(status);
 }
 
 // The uid a process runs as, from /proc (what `status` reports).
@@ -94,6 +84,17 @@ std::string json_escape(std::string_view s) {
 }
 
 }  // namespace
+
+std::string describe_exit(int status) {
+    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char* name = sigabbrev_np(sig);
+        return std::string("signal ") + std::to_string(sig) +
+               (name ? std::string(" (SIG") + name + ")" : "");
+    }
+    return "status " + std::to_string(status);
+}
 
 Supervisor::Supervisor(event_base* base, Options opts) : base_(base), opts_(std::move(opts)) {
     for (const auto& def : kPrograms) {
@@ -295,7 +296,10 @@ void Supervisor::reap() {
         Child* found = nullptr;
         for (auto& [name, c] : children_)
             if (c.pid == pid) found = &c;
-        if (!found) continue;
+        if (!found) {
+            if (sessions_) sessions_->reaped(pid, status);
+            continue;
+        }
         found->pid = 0;
         std::string how = describe_exit(status);
         if (stopping_) {
@@ -331,6 +335,7 @@ void Supervisor::stop() {
     sd_notify("STOPPING=1");
     log::info("stopping: asking every program to stop");
     for (auto& [name, child] : children_) stop_child(child);
+    if (sessions_) sessions_->signal_all(SIGTERM);
     kill_timer_.reset(evtimer_new(base_, on_kill_timer, this));
     timeval tv{mi::kStopGraceSeconds, 0};
     evtimer_add(kill_timer_.get(), &tv);
@@ -345,12 +350,17 @@ void Supervisor::on_kill_timer(evutil_socket_t, short, void* arg) noexcept {
             kill(child.pid, SIGKILL);
         }
     }
+    if (self->sessions_ && self->sessions_->running() > 0) {
+        log::warn(self->sessions_->running(), " session(s) did not stop in time; killing them");
+        self->sessions_->signal_all(SIGKILL);
+    }
 }
 
 void Supervisor::maybe_finish_stop() {
     if (!stopping_) return;
     for (const auto& [name, child] : children_)
         if (child.pid > 0) return;
+    if (sessions_ && sessions_->running() > 0) return;
     log::info("stopped");
     event_base_loopexit(base_, nullptr);
 }

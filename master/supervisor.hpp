@@ -20,6 +20,11 @@
 
 namespace pbx::master {
 
+class SessionLauncher;
+
+// "exit status 1", "signal 9 (SIGKILL)": a wait status for the log.
+std::string describe_exit(int status);
+
 struct Options {
     std::string config_path;
     bool foreground = false;
@@ -51,6 +56,13 @@ class Supervisor {
 
     // Called from the SIGCHLD handler.
     void reap();
+
+    // The login/session split: children that are sessions are the
+    // launcher's (reaped, signalled and waited for on stop through it).
+    void attach_sessions(SessionLauncher* sessions) { sessions_ = sessions; }
+    const config::Config& config() const { return config_; }
+    int config_fd() const { return config_memfd_.get(); }
+    const Options& options() const { return opts_; }
 
   private:
     struct Child {
@@ -87,6 +99,7 @@ class Supervisor {
     std::map<std::string, Child> children_;  // by program name
     bool stopping_ = false;
     EventPtr kill_timer_;
+    SessionLauncher* sessions_ = nullptr;
 };
 
 }  // namespace pbx::master

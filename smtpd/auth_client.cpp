@@ -31,21 +31,34 @@ bool AuthClient::ensure_connected() {
 }
 
 uint64_t AuthClient::lookup_rcpt(const std::string& address, Callback done) {
-    const uint64_t id = next_id_++;
     auto p = std::make_unique<Pending>();
     p->done = std::move(done);
+    auto m = ipc::Message::named(am::kProtocol, "rcpt");
+    m.set_str("address", address);
+    return send(std::move(m), std::move(p));
+}
+
+uint64_t AuthClient::check_relay(const std::string& ip, RelayCallback done) {
+    auto p = std::make_unique<Pending>();
+    p->relay_done = std::move(done);
+    auto m = ipc::Message::named(am::kProtocol, "relay_check");
+    m.set_str("client_address", ip);
+    return send(std::move(m), std::move(p));
+}
+
+uint64_t AuthClient::send(ipc::Message&& m, std::unique_ptr<Pending> p) {
+    const uint64_t id = next_id_++;
     p->owner = this;
     p->id = id;
     p->timer.reset(evtimer_new(base_, timer_cb, p.get()));
     std::chrono::milliseconds wait = timeout_;
     bool sent = false;
     if (ensure_connected()) {
-        auto m = ipc::Message::named(am::kProtocol, "rcpt");
-        m.set_u64("id", id).set_str("address", address);
+        m.set_u64("id", id);
         if (auto s = conn_->send(std::move(m)); s)
             sent = true;
         else
-            log::warn("authd: cannot send a lookup: ", s.error().message);
+            log::warn("authd: cannot send a request: ", s.error().message);
     }
     p->sent = sent;
     if (!sent) wait = std::chrono::milliseconds(0);  // answer TempFail from the loop
@@ -64,9 +77,18 @@ void AuthClient::cancel(uint64_t id) {
 void AuthClient::answer(uint64_t id, const RcptAnswer& a) {
     auto it = pending_.find(id);
     if (it == pending_.end()) return;  // cancelled, or answered late after a timeout
+    if (it->second->relay_done) return answer_relay(id, false, 0);
     Callback done = std::move(it->second->done);
     pending_.erase(it);
     done(a);
+}
+
+void AuthClient::answer_relay(uint64_t id, bool allowed, uint64_t minutes) {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    RelayCallback done = std::move(it->second->relay_done);
+    pending_.erase(it);
+    if (done) done(allowed, minutes);
 }
 
 void AuthClient::timer_cb(evutil_socket_t, short, void* arg) noexcept {
@@ -79,6 +101,11 @@ void AuthClient::timer_cb(evutil_socket_t, short, void* arg) noexcept {
 }
 
 void AuthClient::on_message(ipc::Message&& m) {
+    if (m.name() == "relay_check_result") {
+        answer_relay(m.get_u64("id").value_or(0), m.get_u64("allowed").value_or(0) == 1,
+                     m.get_u64("minutes_left").value_or(0));
+        return;
+    }
     if (m.name() != "rcpt_result") {
         log::warn("authd: unexpected ", m.name(), " message; ignored");
         return;
@@ -109,8 +136,12 @@ void AuthClient::on_close(const ipc::IpcError& e) {
     pending_.clear();
     for (auto& [id, p] : lost) {
         Callback done = std::move(p->done);
+        RelayCallback relay = std::move(p->relay_done);
         p.reset();
-        done(RcptAnswer{RcptAnswer::Kind::TempFail, {}});
+        if (relay)
+            relay(false, 0);
+        else
+            done(RcptAnswer{RcptAnswer::Kind::TempFail, {}});
     }
 }
 

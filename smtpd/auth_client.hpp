@@ -40,6 +40,10 @@ class AuthClient {
     // called exactly once, always from the event loop (never from inside
     // this call), unless cancel(id) came first.
     uint64_t lookup_rcpt(const std::string& address, Callback done);
+    // POP-before-SMTP: did `ip` log in with POP3/IMAP recently? `done` gets
+    // false on any failure, under the same rules as lookup_rcpt.
+    using RelayCallback = std::function<void(bool allowed, uint64_t minutes_left)>;
+    uint64_t check_relay(const std::string& ip, RelayCallback done);
     void cancel(uint64_t id);
 
     size_t pending() const { return pending_.size(); }
@@ -47,6 +51,7 @@ class AuthClient {
   private:
     struct Pending {
         Callback done;
+        RelayCallback relay_done;  // set for check_relay
         EventPtr timer;
         bool sent = false;  // false: authd unreachable, TempFail at once
         AuthClient* owner = nullptr;
@@ -56,6 +61,8 @@ class AuthClient {
     void on_message(ipc::Message&& m);
     void on_close(const ipc::IpcError& e);
     void answer(uint64_t id, const RcptAnswer& a);
+    void answer_relay(uint64_t id, bool allowed, uint64_t minutes);
+    uint64_t send(ipc::Message&& m, std::unique_ptr<Pending> p);
     static void timer_cb(evutil_socket_t, short, void* arg) noexcept;
 
     event_base* base_;

@@ -40,6 +40,7 @@ Result<Settings> Settings::from_config(const config::Config& cfg) {
     s.connection_limits.max_total = static_cast<size_t>(cfg.integer("smtpd_max_connections"));
     s.connection_limits.max_per_ip =
         static_cast<size_t>(cfg.integer("smtpd_max_connections_per_ip"));
+    s.pop_before_smtp = std::chrono::minutes(cfg.integer("pop_before_smtp"));
     return s;
 }
 

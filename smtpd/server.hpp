@@ -39,6 +39,9 @@ struct Settings {
     std::chrono::milliseconds command_timeout{300000};
     std::chrono::milliseconds data_timeout{600000};
     event::ConnectionLimits connection_limits;
+    // POP-before-SMTP (pop_before_smtp minutes; 0: off): ask authd about
+    // each untrusted client before the greeting.
+    std::chrono::minutes pop_before_smtp{0};
 
     // From pillarbox.conf; the error names the bad key.
     static Result<Settings> from_config(const config::Config& cfg);

@@ -55,6 +55,7 @@ Session::Session(Server& server, uint64_t id, const event::PeerAddress& peer,
 
 Session::~Session() {
     if (lookup_id_) server_.auth().cancel(lookup_id_);
+    if (relay_check_id_) server_.auth().cancel(relay_check_id_);
 }
 
 std::string Session::client() const {
@@ -73,24 +74,45 @@ bool Session::start(UniqueFd fd) {
         return false;
     }
     const Settings& st = server_.settings();
+    log::info("connect from ", client());
+    conn_->set_idle_timeout(st.command_timeout);
+    const bool trusted = st.trusted_networks.contains(std::string_view(peer_.ip));
+    if (st.pop_before_smtp.count() > 0 && !trusted) {
+        // POP-before-SMTP: the answer decides the relay policy, so the
+        // session begins when it is in (authd answers at once; on any
+        // failure the client is simply not allowed to relay).
+        relay_check_id_ = server_.auth().check_relay(peer_.ip, [this](bool ok, uint64_t minutes) {
+            relay_check_id_ = 0;
+            if (ok)
+                log::info("pop-before-smtp: ", client(), " may relay (POP3/IMAP login, ", minutes,
+                          " minutes left)");
+            begin(ok);
+        });
+        return true;
+    }
+    begin(false);
+    return true;
+}
+
+void Session::begin(bool pop_before_smtp) {
+    if (closing_) return;
+    const Settings& st = server_.settings();
     smtp::Policy policy;
     policy.local_domains = st.local_domains;
     policy.client_trusted = st.trusted_networks.contains(std::string_view(peer_.ip));
+    policy.pop_before_smtp = pop_before_smtp;
     policy.starttls_offered = server_.tls() != nullptr;
     policy.auth_offered = false;  // port 25: AUTH belongs to submitd
     smtp::SessionInfo info;
     info.client_ip = peer_.ip;
     info.hostname = st.hostname;
     engine_.emplace(st.limits, policy, std::move(info));
-    log::info("connect from ", client());
-    conn_->set_idle_timeout(st.command_timeout);
     if (st.greet_pause.count() > 0) {
         timeval tv = to_timeval(st.greet_pause);
         event_add(greet_timer_.get(), &tv);
     } else {
         greet();
     }
-    return true;
 }
 
 void Session::greet() {
@@ -111,7 +133,12 @@ void Session::greet() {
 }
 
 void Session::shutdown() {
-    if (closing_ || !engine_) return;
+    if (closing_) return;
+    if (!engine_) {
+        closing_ = true;
+        conn_->close();
+        return;
+    }
     if (!greeted_) {
         closing_ = true;
         conn_->close();
@@ -125,6 +152,13 @@ void Session::shutdown() {
 
 void Session::on_input(event::StreamConnection& c) noexcept {
     if (closing_) return;
+    if (!engine_) {  // waiting for the POP-before-SMTP answer
+        if (c.at_eof()) {
+            closing_ = true;
+            c.close();
+        }
+        return;
+    }
     if (!greeted_) {
         if (c.input_size() > 0) {
             greet();  // sees the pending input: pregreet
@@ -337,7 +371,7 @@ void Session::update_timeout() {
 void Session::on_timeout(event::StreamConnection& c) noexcept {
     if (closing_) return;
     log::info("timeout after ", stats_.last(), " from ", client());
-    if (!greeted_) {
+    if (!greeted_ || !engine_) {
         closing_ = true;
         c.close();
         return;
@@ -387,6 +421,10 @@ void Session::backlog_cb(evutil_socket_t, short, void* self) noexcept {
 }
 
 void Session::on_closed(event::StreamConnection&, const event::CloseInfo& info) noexcept {
+    if (relay_check_id_) {
+        server_.auth().cancel(relay_check_id_);
+        relay_check_id_ = 0;
+    }
     if (lookup_id_) {
         server_.auth().cancel(lookup_id_);
         lookup_id_ = 0;

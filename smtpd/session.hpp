@@ -49,6 +49,7 @@ class Session : public event::StreamHandler {
     void on_closed(event::StreamConnection& c, const event::CloseInfo& info) noexcept override;
 
   private:
+    void begin(bool pop_before_smtp);
     void greet();
     void pump();
     void feed(std::string_view bytes);
@@ -72,9 +73,10 @@ class Session : public event::StreamHandler {
     EventPtr greet_timer_, backlog_timer_;
 
     bool greeted_ = false;
-    bool tls_pending_ = false;  // StartTls: the handshake runs
-    bool closing_ = false;      // the engine said Close (or we did)
-    uint64_t lookup_id_ = 0;    // authd request in flight, 0: none
+    bool tls_pending_ = false;     // StartTls: the handshake runs
+    bool closing_ = false;         // the engine said Close (or we did)
+    uint64_t lookup_id_ = 0;       // authd request in flight, 0: none
+    uint64_t relay_check_id_ = 0;  // POP-before-SMTP question in flight
     std::string lookup_address_;
 
     // For the log: the command line being fed (its start), its stats, and

@@ -30,12 +30,34 @@
 //                       domain that is not ours); user "" and uid/gid 0
 //       uid and gid are never 0 for mailbox, pipe and file.
 //
+//   login{id, user, password, client_address, service}
+//                               → login_result{id, status, user?, ticket?}
+//       a login process (pop3-login, imap-login) asks for a session: the
+//       password is checked exactly as for verify (same failure delays, same
+//       answers); with ok, authd also found the user's mailbox and issues a
+//       ticket: 32 random bytes (hex), valid once, for kTicketLifetime, that
+//       only the master (root) can redeem. service: pop3 | imap. A user
+//       whose database entry maps to uid or gid 0, or who has no mailbox,
+//       gets fail (logged as such). A successful pop3/imap login records the
+//       client address for POP-before-SMTP when pop_before_smtp > 0.
+//   redeem{id, ticket}          → redeem_result{id, status, user?, uid?, gid?,
+//                                 home?, mailbox?, format?, service?, client_address?}
+//       the master turns a ticket into the session's identity. status: ok |
+//       fail (unknown, used or expired ticket, or a caller that is not root).
+//       A ticket is gone after its first redeem, whatever the answer.
+//   relay_check{id, client_address} → relay_check_result{id, allowed, minutes_left?}
+//       POP-before-SMTP (smtpd, submitd): did this address log in with POP3 or
+//       IMAP within the last pop_before_smtp minutes? allowed: 1 | 0; always 0
+//       when pop_before_smtp is 0 (off).
+//
 // Message type numbers are reserved per feature so that work on them can go
 // on in parallel without collisions: 9-12 submission (sender ownership, rate
 // limits), 13-18 login/session split (tickets for the master, POP-before-SMTP),
 // 19-24 local-delivery (.forward, pipes, files). Take the next free one in
 // your range; the protocol version stays 1 until a release.
 #pragma once
+
+#include <chrono>
 
 #include "common/ipc/frame.hpp"
 
@@ -59,10 +81,8 @@ inline constexpr FieldSpec kRcptResultFields[] = {
     {"canonical", Kind::Str, kOptional},
 };
 inline constexpr FieldSpec kVerifyFields[] = {
-    {"id", Kind::U64, kRequired},
-    {"user", Kind::Str, kRequired},
-    {"password", Kind::Bytes, kRequired},
-    {"client_address", Kind::Str, kOptional},
+    {"id", Kind::U64, kRequired},         {"user", Kind::Str, kRequired},
+    {"password", Kind::Bytes, kRequired}, {"client_address", Kind::Str, kOptional},
     {"service", Kind::Str, kRequired},  // smtp | submission | pop3 | imap
 };
 inline constexpr FieldSpec kVerifyResultFields[] = {
@@ -90,12 +110,51 @@ inline constexpr FieldSpec kResolveResultFields[] = {
     {"dotforward", Kind::U64, kOptional, kRepeated},  // 1: read ~/.forward first
 };
 
+// The login/session split (13-18).
+inline constexpr std::chrono::seconds kTicketLifetime{30};
+inline constexpr FieldSpec kLoginFields[] = {
+    {"id", Kind::U64, kRequired},         {"user", Kind::Str, kRequired},
+    {"password", Kind::Bytes, kRequired}, {"client_address", Kind::Str, kOptional},
+    {"service", Kind::Str, kRequired},  // pop3 | imap
+};
+inline constexpr FieldSpec kLoginResultFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"status", Kind::Str, kRequired},  // ok | fail | tempfail
+    {"user", Kind::Str, kOptional},    // ok: the canonical user name
+    {"ticket", Kind::Str, kOptional},  // ok: for the master to redeem
+};
+inline constexpr FieldSpec kRedeemFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"ticket", Kind::Str, kRequired},
+};
+inline constexpr FieldSpec kRedeemResultFields[] = {
+    {"id", Kind::U64, kRequired},      {"status", Kind::Str, kRequired},  // ok | fail
+    {"user", Kind::Str, kOptional},    {"uid", Kind::U64, kOptional},
+    {"gid", Kind::U64, kOptional},     {"home", Kind::Str, kOptional},
+    {"mailbox", Kind::Str, kOptional}, {"format", Kind::Str, kOptional},  // maildir | mbox
+    {"service", Kind::Str, kOptional}, {"client_address", Kind::Str, kOptional},
+};
+inline constexpr FieldSpec kRelayCheckFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"client_address", Kind::Str, kRequired},
+};
+inline constexpr FieldSpec kRelayCheckResultFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"allowed", Kind::U64, kRequired},
+    {"minutes_left", Kind::U64, kOptional},
+};
+
+// clang-format off
 inline constexpr MessageSpec kMessages[] = {
     {1, "domain", kDomainFields}, {2, "domain_result", kDomainResultFields},
     {3, "rcpt", kRcptFields},     {4, "rcpt_result", kRcptResultFields},
     {5, "verify", kVerifyFields}, {6, "verify_result", kVerifyResultFields},
     {7, "resolve", kResolveFields}, {8, "resolve_result", kResolveResultFields},
+    {13, "login", kLoginFields}, {14, "login_result", kLoginResultFields},
+    {15, "redeem", kRedeemFields}, {16, "redeem_result", kRedeemResultFields},
+    {17, "relay_check", kRelayCheckFields}, {18, "relay_check_result", kRelayCheckResultFields},
 };
+// clang-format on
 inline constexpr Protocol kProtocol{"auth", 1, kMessages, 64 * 1024};
 static_assert(well_formed(kProtocol));
 

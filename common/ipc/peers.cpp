@@ -24,6 +24,7 @@ constexpr ClientRule kAuthClients[] = {
     {Program::QueueManager, Access::Full},
 };
 constexpr ClientRule kQueueManagerOnly[] = {{Program::QueueManager, Access::Full}};
+constexpr ClientRule kSessionClients[] = {{Program::Login, Access::Full}};
 
 constexpr ChannelSpec kChannels[] = {
     {Channel::Control, "control", kControlDir, kControlSocket, Program::Root, "pillarbox-master",
@@ -35,6 +36,8 @@ constexpr ChannelSpec kChannels[] = {
      kQueueManagerOnly, false},
     {Channel::Remote, "remote", kRemoteDir, kRemoteSocket, Program::RemoteDelivery,
      "remote-delivery", kQueueManagerOnly, false},
+    {Channel::Session, "session", kSessionDir, kSessionSocket, Program::Root, "pillarbox-master",
+     kSessionClients, false},
 };
 
 constexpr SystemUser kSystemUsers[] = {

@@ -11,6 +11,8 @@
 //                                                  local-delivery and master (root)
 //   local/local.sock              local-delivery   queue-manager
 //   remote/remote.sock            remote-delivery  queue-manager
+//   session/session.sock          master           login (pop3-login, imap-login: start
+//                                                  a session with an authd ticket)
 //
 // root (uid 0) may connect to every channel: the master and local-delivery's
 // parent run as root, and so does an administrator. A uid is mapped to a
@@ -47,7 +49,7 @@ enum class Program : uint8_t {
 
 std::string_view to_string(Program p);
 
-enum class Channel : uint8_t { Control, Enqueue, Auth, Local, Remote };
+enum class Channel : uint8_t { Control, Enqueue, Auth, Local, Remote, Session };
 
 enum class Access : uint8_t { Denied, ReadOnly, Full };
 
@@ -64,6 +66,8 @@ inline constexpr std::string_view kLocalDir = "local";
 inline constexpr std::string_view kLocalSocket = "local/local.sock";
 inline constexpr std::string_view kRemoteDir = "remote";
 inline constexpr std::string_view kRemoteSocket = "remote/remote.sock";
+inline constexpr std::string_view kSessionDir = "session";
+inline constexpr std::string_view kSessionSocket = "session/session.sock";
 
 struct ClientRule {
     Program who;

@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -129,6 +130,63 @@ std::string ServiceContext::runtime_path(std::string_view relative) const {
     return config.str("runtime_dir") + "/" + std::string(relative);
 }
 
+namespace {
+
+// The rest of run_service() for a session program (spec.session).
+int run_session(const ServiceSpec& spec, ServiceContext& ctx) {
+    if (!ctx.listeners.empty()) {
+        log::error("a session program inherits no listeners");
+        return 1;
+    }
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg;
+    if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0 || ru == 0 || eu == 0 ||
+        su == 0 || rg == 0 || eg == 0 || sg == 0) {
+        log::error("refusing to run a mail session as uid or gid 0");
+        return 1;
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        log::error("PR_SET_NO_NEW_PRIVS failed");
+        return 1;
+    }
+    ctx.drop.uid = eu;
+    ctx.drop.gid = eg;
+    signal(SIGPIPE, SIG_IGN);
+    if (spec.pre_drop) {
+        if (auto s = spec.pre_drop(ctx); !s) {
+            log::error("setup failed: ", s.error().message);
+            return 1;
+        }
+    }
+    ctx.base.reset(event_base_new());
+    if (!ctx.base) {
+        log::error("event_base_new failed");
+        return 1;
+    }
+    StopState stop{&ctx, &spec};
+    EventPtr sigterm(evsignal_new(ctx.base.get(), SIGTERM, on_signal, &stop));
+    EventPtr sigint(evsignal_new(ctx.base.get(), SIGINT, on_signal, &stop));
+    if (!sigterm || !sigint || event_add(sigterm.get(), nullptr) != 0 ||
+        event_add(sigint.get(), nullptr) != 0) {
+        log::error("cannot install signal handlers");
+        return 1;
+    }
+    signal(SIGHUP, SIG_IGN);
+    if (spec.post_drop) {
+        if (auto s = spec.post_drop(ctx); !s) {
+            log::error("session setup failed: ", s.error().message);
+            return 1;
+        }
+    }
+    if (event_base_dispatch(ctx.base.get()) < 0) {
+        log::error("event loop failed");
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace
+
 int run_service(const ServiceSpec& spec, int argc, char** argv) {
     std::string config_path;
     bool foreground = env(mi::kEnvForeground) && std::string_view(env(mi::kEnvForeground)) == "1";
@@ -170,6 +228,7 @@ int run_service(const ServiceSpec& spec, int argc, char** argv) {
     }
     ctx.listeners = std::move(listeners).value();
 
+    if (spec.session) return run_session(spec, ctx);
     if (geteuid() != 0) {
         log::error("must be started as root (by pillarbox-master); it drops privileges itself");
         return 1;

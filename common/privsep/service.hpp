@@ -7,7 +7,9 @@
 //   CA bundle, directories) → privsep::drop → event base → post_drop →
 //   event loop → on_stop / exit
 //
-// so no program can skip or reorder the drop.
+// so no program can skip or reorder the drop. Session programs (spec.session)
+// are the one exception: the master drops them before exec, and the
+// skeleton checks the result instead of dropping.
 #pragma once
 
 #include <functional>
@@ -59,6 +61,11 @@ struct ServiceSpec {
     Chroot chroot = Chroot::None;
     privsep::KeepCaps keep_caps = privsep::KeepCaps::None;
     bool login_process = false;  // cannot fork, not dumpable
+    // A mail session (pop3d, imapd; common/session_interface.hpp): started by
+    // the master already dropped to the mail user, so there is no drop here:
+    // the skeleton refuses uid/gid 0 and any capability instead, sets
+    // NO_NEW_PRIVS, and inherits no listeners. `user` must be empty.
+    bool session = false;
     bool allow_root = false;
     // Extra groups kept after the drop (authd: "shadow" to read /etc/shadow).
     // A group that does not exist is skipped with a warning.

@@ -395,6 +395,8 @@ TEST_CASE("ipc: the peer table", "[ipc]") {
         {Channel::Local, 1000, Access::Denied},    {Channel::Local, 0, Access::Full},
         {Channel::Remote, 103, Access::Full},      {Channel::Remote, 104, Access::Denied},
         {Channel::Remote, 106, Access::Denied},    {Channel::Remote, 1000, Access::Denied},
+        {Channel::Session, 106, Access::Full},     {Channel::Session, 0, Access::Full},
+        {Channel::Session, 101, Access::Denied},   {Channel::Session, 1000, Access::Denied},
     };
     for (const Case& c : cases) {
         INFO(pbx::ipc::channel_spec(c.channel).name << " uid " << c.uid);

@@ -1,0 +1,282 @@
+#include "pop3d/session_engine.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+
+namespace pbx::pop3 {
+
+std::string to_crlf(std::string_view content) {
+    std::string out;
+    out.reserve(content.size() + content.size() / 32 + 2);
+    for (size_t i = 0; i < content.size(); ++i) {
+        const char c = content[i];
+        if (c == '\n' && (i == 0 || content[i - 1] != '\r')) out.push_back('\r');
+        out.push_back(c);
+    }
+    if (!content.empty() && content.back() != '\n') out += "\r\n";
+    return out;
+}
+
+uint64_t crlf_size(std::string_view content) {
+    uint64_t n = content.size();
+    for (size_t i = 0; i < content.size(); ++i)
+        if (content[i] == '\n' && (i == 0 || content[i - 1] != '\r')) ++n;
+    if (!content.empty() && content.back() != '\n') n += 2;
+    return n;
+}
+
+std::string uidl_for(std::string_view name) {
+    bool ok = !name.empty() && name.size() <= 70;
+    for (char c : name)
+        if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e)
+            ok = false;
+    if (ok) return std::string(name);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(name.data(), name.size(), md, &len, EVP_sha256(), nullptr);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string s = "H";
+    for (unsigned int i = 0; i < 16 && i < len; ++i) {
+        s.push_back(kHex[md[i] >> 4]);
+        s.push_back(kHex[md[i] & 15]);
+    }
+    return s;
+}
+
+SessionEngine::SessionEngine(Store& store, SessionLimits limits)
+    : store_(store), limits_(limits), deleted_(store.messages().size(), false) {}
+
+void SessionEngine::start() {
+    out_ += "+OK Logged in.\r\n";
+}
+
+void SessionEngine::refuse(std::string reply_line) {
+    close_with(std::move(reply_line));
+}
+
+size_t SessionEngine::deleted_count() const {
+    return static_cast<size_t>(std::count(deleted_.begin(), deleted_.end(), true));
+}
+
+void SessionEngine::bad(std::string text) {
+    if (++bad_ >= limits_.max_bad_commands) {
+        close_with("-ERR Too many bad commands, closing.\r\n");
+        return;
+    }
+    out_ += text;
+}
+
+void SessionEngine::close_with(std::string text) {
+    out_ += text;
+    closed_ = true;
+}
+
+void SessionEngine::timed_out() {
+    if (closed_) return;
+    transfer_ = Transfer{};
+    close_with("-ERR Autologout: idle for too long; nothing was deleted.\r\n");
+}
+
+void SessionEngine::shutting_down() {
+    if (closed_) return;
+    transfer_ = Transfer{};
+    close_with("-ERR [SYS/TEMP] Server shutting down; nothing was deleted.\r\n");
+}
+
+size_t SessionEngine::feed(std::string_view bytes) {
+    size_t used = 0;
+    while (used < bytes.size() && !closed_ && !has_output()) {
+        std::optional<LineReader::Line> l;
+        used += reader_.feed(bytes.substr(used), l);
+        if (l) line(*l);
+    }
+    return used;
+}
+
+std::string SessionEngine::take_output(size_t max) {
+    std::string chunk;
+    if (max == 0) max = 1;
+    if (!out_.empty()) {
+        const size_t n = std::min(max, out_.size());
+        chunk = out_.substr(0, n);
+        out_.erase(0, n);
+        if (chunk.size() >= max) return chunk;
+    }
+    Transfer& t = transfer_;
+    while (t.active && chunk.size() < max) {
+        if (t.pos >= t.data.size()) {
+            chunk += ".\r\n";
+            t = Transfer{};
+            break;
+        }
+        // Copy up to the end of the line, stuffing a leading dot.
+        if (t.line_start && t.data[t.pos] == '.') chunk.push_back('.');
+        size_t lf = t.data.find('\n', t.pos);
+        size_t end = lf == std::string::npos ? t.data.size() : lf + 1;
+        end = std::min(end, t.pos + std::max<size_t>(1, max - std::min(max, chunk.size())));
+        chunk.append(t.data, t.pos, end - t.pos);
+        t.line_start = chunk.back() == '\n';
+        t.pos = end;
+    }
+    return chunk;
+}
+
+void SessionEngine::line(const LineReader::Line& l) {
+    if (l.too_long) return bad("-ERR Command line too long (255 octets at most).\r\n");
+    ParseResult p = parse_command(l.text);
+    if (!p.command) return bad("-ERR " + std::string(to_string(p.error)) + ".\r\n");
+    command(*p.command);
+}
+
+std::optional<size_t> SessionEngine::message_arg(const std::string& arg) {
+    auto n = parse_number(arg);
+    if (!n) {
+        bad("-ERR Invalid message number: " + arg.substr(0, 20) + "\r\n");
+        return std::nullopt;
+    }
+    if (*n > deleted_.size()) {
+        bad("-ERR No such message (the mailbox has " + std::to_string(deleted_.size()) + ").\r\n");
+        return std::nullopt;
+    }
+    if (deleted_[*n - 1]) {
+        bad("-ERR Message " + std::to_string(*n) + " is deleted.\r\n");
+        return std::nullopt;
+    }
+    return *n - 1;
+}
+
+void SessionEngine::command(const Command& c) {
+    const std::string& v = c.verb;
+    const auto& msgs = store_.messages();
+    auto want_args = [&](size_t lo, size_t hi) {
+        if (c.args.size() < lo || c.args.size() > hi) {
+            bad("-ERR Wrong number of arguments for " + v + ".\r\n");
+            return false;
+        }
+        return true;
+    };
+    if (v == "STAT") {
+        if (!want_args(0, 0)) return;
+        uint64_t count = 0, octets = 0;
+        for (size_t i = 0; i < msgs.size(); ++i) {
+            if (deleted_[i]) continue;
+            ++count;
+            octets += msgs[i].size;
+        }
+        out_ += "+OK " + std::to_string(count) + " " + std::to_string(octets) + "\r\n";
+        return;
+    }
+    if (v == "LIST" || v == "UIDL") {
+        if (!want_args(0, 1)) return;
+        const bool uidl = v == "UIDL";
+        if (c.args.size() == 1) {
+            auto i = message_arg(c.args[0]);
+            if (!i) return;
+            out_ += "+OK " + std::to_string(*i + 1) + " " +
+                    (uidl ? msgs[*i].uidl : std::to_string(msgs[*i].size)) + "\r\n";
+            return;
+        }
+        out_ += uidl ? "+OK Unique-ID listing follows\r\n" : "+OK Scan listing follows\r\n";
+        for (size_t i = 0; i < msgs.size(); ++i) {
+            if (deleted_[i]) continue;
+            out_ += std::to_string(i + 1) + " " +
+                    (uidl ? msgs[i].uidl : std::to_string(msgs[i].size)) + "\r\n";
+        }
+        out_ += ".\r\n";
+        return;
+    }
+    if (v == "RETR") {
+        if (!want_args(1, 1)) return;
+        auto i = message_arg(c.args[0]);
+        if (i) send_message(*i, std::nullopt);
+        return;
+    }
+    if (v == "TOP") {
+        if (!want_args(2, 2)) return;
+        auto i = message_arg(c.args[0]);
+        if (!i) return;
+        auto lines = parse_number(c.args[1], 1u << 30, true);
+        if (!lines) return bad("-ERR Invalid number of lines: " + c.args[1].substr(0, 20) + "\r\n");
+        send_message(*i, *lines);
+        return;
+    }
+    if (v == "DELE") {
+        if (!want_args(1, 1)) return;
+        auto i = message_arg(c.args[0]);
+        if (!i) return;
+        deleted_[*i] = true;
+        out_ += "+OK Message " + std::to_string(*i + 1) + " deleted (at QUIT).\r\n";
+        return;
+    }
+    if (v == "NOOP") {
+        if (!want_args(0, 0)) return;
+        out_ += "+OK\r\n";
+        return;
+    }
+    if (v == "RSET") {
+        if (!want_args(0, 0)) return;
+        std::fill(deleted_.begin(), deleted_.end(), false);
+        out_ += "+OK " + std::to_string(msgs.size()) + " messages, none deleted.\r\n";
+        return;
+    }
+    if (v == "QUIT") return quit();
+    if (v == "CAPA") {
+        out_ +=
+            "+OK Capability list follows\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+            "PIPELINING\r\nIMPLEMENTATION Pillarbox\r\n.\r\n";
+        return;
+    }
+    if (v == "USER" || v == "PASS" || v == "AUTH" || v == "APOP" || v == "STLS")
+        return bad("-ERR Already logged in.\r\n");
+    bad("-ERR Unknown command.\r\n");
+}
+
+void SessionEngine::send_message(size_t index, std::optional<size_t> top_lines) {
+    auto content = store_.content(index);
+    if (!content) {
+        out_ += "-ERR [SYS/TEMP] Message " + std::to_string(index + 1) +
+                " cannot be read (removed by another program?).\r\n";
+        return;
+    }
+    std::string data = to_crlf(*content);
+    if (top_lines) {
+        // The header, the blank line, then that many body lines.
+        size_t end = data.size();
+        size_t hdr = data.starts_with("\r\n") ? 0 : data.find("\r\n\r\n");
+        if (hdr != std::string::npos) {
+            size_t pos = hdr == 0 ? 2 : hdr + 4;
+            size_t n = *top_lines;
+            while (n > 0 && pos < data.size()) {
+                size_t lf = data.find('\n', pos);
+                pos = lf == std::string::npos ? data.size() : lf + 1;
+                --n;
+            }
+            end = pos;
+        }
+        data.resize(end);
+        out_ += "+OK Top of message follows\r\n";
+    } else {
+        out_ += "+OK " + std::to_string(store_.messages()[index].size) + " octets\r\n";
+    }
+    transfer_.active = true;
+    transfer_.data = std::move(data);
+    transfer_.pos = 0;
+    transfer_.line_start = true;
+}
+
+void SessionEngine::quit() {
+    const size_t n = deleted_count();
+    if (n == 0) {
+        store_.release();
+        return close_with("+OK Logging out.\r\n");
+    }
+    auto s = store_.commit(deleted_);
+    store_.release();
+    if (!s)
+        return close_with("-ERR [SYS/TEMP] Some deleted messages were not removed: " +
+                          s.error().message.substr(0, 120) + "\r\n");
+    close_with("+OK Logging out, " + std::to_string(n) + " messages deleted.\r\n");
+}
+
+}  // namespace pbx::pop3

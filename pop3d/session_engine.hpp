@@ -1,0 +1,78 @@
+// pop3d's state machine after login: RFC 1939 TRANSACTION and UPDATE states
+// (STAT, LIST, RETR, DELE, NOOP, RSET, QUIT, TOP, UIDL) and CAPA (RFC 2449),
+// over a Store. Pure: bytes in, bytes out; tested with tables, whole and
+// byte by byte (tests/unit/test_pop3.cpp).
+//
+// Deletions only mark messages; QUIT applies them (Store::commit). A
+// session that ends any other way (the client goes away, autologout, SIGTERM,
+// kill -9) deletes nothing. RETR and TOP answers are produced in pieces
+// (take_output), so a large message never sits in the output buffer whole;
+// the engine reads no command while an answer is still being produced.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pop3d/protocol.hpp"
+#include "pop3d/store.hpp"
+
+namespace pbx::pop3 {
+
+struct SessionLimits {
+    int max_bad_commands = 20;
+};
+
+class SessionEngine {
+  public:
+    SessionEngine(Store& store, SessionLimits limits);
+
+    // The reply to the login ("+OK ..."), the first thing the client reads
+    // from the session (session_interface.hpp).
+    void start();
+    // Start failed (mailbox locked or unreadable): say why and close.
+    void refuse(std::string reply_line);
+
+    // Client bytes; returns how many were consumed. Consumes nothing while
+    // output is waiting (take_output) or after the session closed.
+    size_t feed(std::string_view bytes);
+    bool has_output() const { return !out_.empty() || transfer_.active; }
+    // Up to `max` bytes of output (at least one byte when has_output()).
+    std::string take_output(size_t max);
+    // QUIT seen (or a fatal limit): the glue closes after the output.
+    bool closed() const { return closed_; }
+
+    void timed_out();      // autologout: "-ERR", close, no UPDATE
+    void shutting_down();  // SIGTERM: "-ERR", close, no UPDATE
+
+    size_t deleted_count() const;
+
+  private:
+    void line(const LineReader::Line& l);
+    void command(const Command& c);
+    void bad(std::string text);
+    void close_with(std::string text);
+    std::optional<size_t> message_arg(const std::string& arg);  // replies on error
+    void send_message(size_t index, std::optional<size_t> top_lines);
+    void quit();
+
+    struct Transfer {
+        bool active = false;
+        std::string data;  // CRLF form, to be dot-stuffed
+        size_t pos = 0;
+        bool line_start = true;
+        bool terminated = false;
+    };
+
+    Store& store_;
+    SessionLimits limits_;
+    LineReader reader_{kMaxCommandLine};
+    std::string out_;
+    Transfer transfer_;
+    std::vector<bool> deleted_;
+    bool closed_ = false;
+    int bad_ = 0;
+};
+
+}  // namespace pbx::pop3

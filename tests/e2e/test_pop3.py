@@ -1,0 +1,419 @@
+"""POP3 end to end (issue 7): pop3-login and pop3d behind a real master, with
+mail delivered by SMTP through smtpd, the queue-manager and local-delivery.
+Python's poplib (STLS on the 110-style listener, implicit TLS on the
+995-style one) and fetchmail into a local mbox file; Maildir and mbox users;
+DELE only at QUIT; the privileges of the login process and the session;
+kill -9 of a session in the middle of RETR; POP-before-SMTP."""
+
+import os
+import poplib
+import pwd
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+from harness import Instance
+
+D = harness.DOMAIN
+NEEDED = ("pop3-login", "pop3d", "authd", "smtpd", "queue-manager", "local-delivery")
+
+
+def tls_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def crlf(data):
+    """The CRLF form of a stored message, as pop3d(8) defines it."""
+    out = re.sub(rb"(?<!\r)\n", b"\r\n", data)
+    if out and not out.endswith(b"\n"):
+        out += b"\r\n"
+    return out
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@unittest.skipUnless(all(harness.program(p) for p in NEEDED),
+                     "pop3-login, pop3d or the delivery chain is not built")
+class Pop3Test(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance(users={"alice": "demo", "bob": "demo", "carol": "demo"},
+                            config={"remote_delivery_enable": "no"}, start=False)
+        inst = cls.inst
+        # carol keeps her mail in an mbox file.
+        users_path = os.path.join(inst.dir, "users")
+        text = read(users_path).decode()
+        carol_home = os.path.join(inst.mail_dir, "carol")
+        text = text.replace(carol_home + "/Maildir/", carol_home + "/mbox")
+        with open(users_path, "w") as f:
+            f.write(text)
+        inst.start()
+        cls.vmail = pwd.getpwnam("pbx-vmail")
+        cls.login_uid = pwd.getpwnam("pbx-login").pw_uid
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.stop()
+        cls.inst.cleanup()
+
+    def setUp(self):
+        self.wait_no_session()  # the previous test's session has exited
+
+    # ---- helpers -------------------------------------------------------------
+
+    def smtp_send(self, rcpt, body, sender="sender@example.org"):
+        for attempt in range(50):
+            try:
+                with smtplib.SMTP("127.0.0.1", self.inst.port("smtp"), timeout=30) as s:
+                    s.ehlo("client.example.org")
+                    s.sendmail(sender, [rcpt], body)
+                return
+            except smtplib.SMTPRecipientsRefused as e:
+                # 451 while authd is still starting up: try again.
+                if attempt == 49 or list(e.recipients.values())[0][0] != 451:
+                    raise
+                time.sleep(0.1)
+
+    def deliver(self, user, body):
+        """Sends `body` to user by SMTP and waits until it is stored."""
+        before = set(self.inst.maildir_messages(user))
+        self.smtp_send("%s@%s" % (user, D), body)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            new = set(self.inst.maildir_messages(user)) - before
+            if new:
+                return new.pop()
+            time.sleep(0.05)
+        self.fail("no delivery to %s\n%s" % (user, self.inst.log_text()[-3000:]))
+
+    def clear(self, user):
+        for p in self.inst.maildir_messages(user):
+            os.unlink(p)
+
+    def pop(self, tls="stls", user="alice", password="demo"):
+        if tls == "implicit":
+            p = poplib.POP3_SSL("127.0.0.1", self.inst.port("pop3s"), timeout=30,
+                                context=tls_context())
+        else:
+            p = poplib.POP3("127.0.0.1", self.inst.port("pop3"), timeout=30)
+            if tls == "stls":
+                p.stls(context=tls_context())
+        p.user(user)
+        p.pass_(password)
+        return p
+
+    def processes(self, name):
+        return [pid for pid, n in self.inst.descendants() if n == name]
+
+    def wait_no_session(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while self.processes("pop3d") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.processes("pop3d"), [])
+
+    # ---- tests ---------------------------------------------------------------
+
+    def test_stls_byte_exact_retr(self):
+        self.clear("alice")
+        body = (b"From: sender@example.org\r\nTo: alice@example.test\r\nSubject: exact\r\n\r\n"
+                b"line one\r\n.starts with a dot\r\n..two dots\r\n\xc3\xa9 eight bit\r\n"
+                b"trailing spaces   \r\nlast line\r\n")
+        stored = self.deliver("alice", body)
+        p = self.pop("stls")
+        try:
+            count, octets = p.stat()
+            self.assertEqual(count, 1)
+            want = crlf(read(stored))
+            self.assertEqual(octets, len(want))
+            resp, lines, n = p.retr(1)
+            self.assertTrue(resp.startswith(b"+OK"))
+            got = b"\r\n".join(lines) + b"\r\n"
+            self.assertEqual(got, want)
+            self.assertEqual(n, len(want))
+            self.assertIn(body, got)  # what smtplib sent, after the added headers
+            resp, listing, _ = p.list()
+            self.assertEqual(listing, [b"1 %d" % len(want)])
+            resp, top, _ = p.top(1, 1)
+            self.assertIn(b"Subject: exact", top)
+            self.assertEqual(top[-1], b"line one")
+            uidl = p.uidl(1).split()[2]
+            self.assertEqual(uidl.decode(), os.path.basename(stored).split(":")[0])
+        finally:
+            p.quit()
+
+    def test_implicit_tls(self):
+        self.clear("alice")
+        self.deliver("alice", b"Subject: tls\r\n\r\nover 995\r\n")
+        p = self.pop("implicit")
+        try:
+            self.assertEqual(p.stat()[0], 1)
+            caps = p.capa()
+            self.assertIn("UIDL", caps)
+            self.assertNotIn("STLS", caps)
+            self.assertIn(b"over 995", b"\n".join(p.retr(1)[1]))
+        finally:
+            p.quit()
+
+    def test_dele_applies_at_quit_only(self):
+        self.clear("alice")
+        self.deliver("alice", b"Subject: one\r\n\r\n1\r\n")
+        self.deliver("alice", b"Subject: two\r\n\r\n2\r\n")
+        # DELE, then the connection drops: nothing is deleted.
+        p = self.pop("stls")
+        p.dele(1)
+        p.dele(2)
+        self.assertEqual(p.stat()[0], 0)
+        p.close()  # the connection drops, no QUIT
+        self.wait_no_session()
+        self.assertEqual(len(self.inst.maildir_messages("alice")), 2)
+        # RSET undoes; DELE + QUIT deletes.
+        p = self.pop("stls")
+        p.dele(1)
+        p.rset()
+        p.dele(2)
+        resp = p.quit()
+        self.assertTrue(resp.startswith(b"+OK"))
+        self.wait_no_session()
+        left = self.inst.maildir_messages("alice")
+        self.assertEqual(len(left), 1)
+        self.assertIn(b"Subject: one", read(left[0]))
+
+    def test_uidl_stable_across_sessions_and_moves(self):
+        self.clear("alice")
+        stored = self.deliver("alice", b"Subject: move\r\n\r\nx\r\n")
+        p = self.pop("stls")
+        first = p.uidl()[1]
+        p.quit()
+        self.wait_no_session()
+        # A mail reader moves it to cur/ and marks it seen.
+        moved = stored.replace("/new/", "/cur/") + ":2,S"
+        os.rename(stored, moved)
+        p = self.pop("implicit")
+        self.assertEqual(p.uidl()[1], first)
+        self.assertIn(b"Subject: move", b"\n".join(p.retr(1)[1]))
+        p.quit()
+
+    def test_second_session_is_refused(self):
+        p = self.pop("stls")
+        try:
+            with self.assertRaises(poplib.error_proto) as e:
+                self.pop("implicit")
+            self.assertIn(b"[IN-USE]", e.exception.args[0])
+        finally:
+            p.quit()
+
+    def test_session_and_login_privileges(self):
+        p = self.pop("stls")
+        try:
+            sessions = self.processes("pop3d")
+            self.assertEqual(len(sessions), 1)
+            st = self.inst.proc_status(sessions[0])
+            self.assertEqual(st["Uid"].split(), [str(self.vmail.pw_uid)] * 4)
+            self.assertEqual(st["Gid"].split()[0], str(self.vmail.pw_gid))
+            self.assertEqual(st["CapEff"], "0000000000000000")
+            self.assertEqual(st["CapPrm"], "0000000000000000")
+            self.assertEqual(st["NoNewPrivs"], "1")
+            login = self.inst.children()["pop3-login"]
+            lst = self.inst.proc_status(login)
+            self.assertEqual(lst["Uid"].split(), [str(self.login_uid)] * 4)
+            self.assertEqual(lst["CapEff"], "0000000000000000")
+            self.assertEqual(lst["NoNewPrivs"], "1")
+            self.assertEqual(os.readlink("/proc/%d/root" % login), self.inst.runtime_dir)
+            with open("/proc/%d/limits" % login) as f:
+                self.assertRegex(f.read(), r"Max processes\s+0\s+0")
+        finally:
+            p.quit()
+        self.inst.wait_for_log(r"pop3d: session of alice from 127\.0\.0\.1 .*ended after")
+
+    def test_kill_session_mid_retr_loses_nothing(self):
+        self.clear("alice")
+        big = b"Subject: big\r\n\r\n" + b"".join(
+            b"line %06d of a long message to keep RETR busy for a moment\r\n" % i
+            for i in range(60000))
+        stored = self.deliver("alice", big)
+        small = self.deliver("alice", b"Subject: small\r\n\r\nx\r\n")
+        before = read(stored)
+        s = socket.create_connection(("127.0.0.1", self.inst.port("pop3s")), timeout=30)
+        s = tls_context().wrap_socket(s)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"USER alice\r\nPASS demo\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        s.sendall(b"LIST\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        sizes = {}
+        for line in iter(f.readline, b".\r\n"):
+            n, size = line.split()
+            sizes[int(size)] = int(n)
+        self.assertEqual(len(sizes), 2)
+        s.sendall(b"DELE %d\r\n" % sizes[min(sizes)])
+        self.assertTrue(f.readline().startswith(b"+OK"))  # marked only
+        s.sendall(b"RETR %d\r\n" % sizes[max(sizes)])
+        self.assertTrue(f.readline().startswith(b"+OK %d octets" % len(crlf(before))))
+        f.read(4096)  # the transfer is under way; the client reads slowly
+        sessions = self.processes("pop3d")
+        self.assertEqual(len(sessions), 1)
+        os.kill(sessions[0], signal.SIGKILL)
+        self.inst.wait_for_log(r"pop3d: session of alice .*signal 9")
+        s.close()
+        self.assertEqual(sorted(self.inst.maildir_messages("alice")), sorted([stored, small]))
+        self.assertEqual(read(stored), before)
+        p = self.pop("stls")
+        self.assertEqual(b"\r\n".join(p.retr(sizes[max(sizes)])[1]) + b"\r\n", crlf(before))
+        p.quit()
+
+    def test_wrong_password_and_bad_input(self):
+        s = socket.create_connection(("127.0.0.1", self.inst.port("pop3")), timeout=30)
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        table = [
+            (b"STAT\r\n", b"-ERR Log in first."),
+            (b"XYZZY\r\n", b"-ERR Unknown command."),
+            (b"PASS demo\r\n", b"-ERR No user name given"),
+            (b"APOP alice 0123\r\n", b"-ERR APOP is not supported"),
+            (b"USER " + b"a" * 300 + b"\r\n", b"-ERR Command line too long"),
+            (b"AUTH CRAM-MD5\r\n", b"-ERR Unsupported authentication mechanism."),
+            (b"AUTH PLAIN !!!!\r\n", b"-ERR [AUTH] Malformed"),
+            (b"USER alice\r\n", b"+OK"),
+        ]
+        for line, want in table:
+            s.sendall(line)
+            got = f.readline()
+            self.assertTrue(got.startswith(want), (line[:20], got))
+        t0 = time.monotonic()
+        s.sendall(b"PASS wrong\r\n")
+        self.assertTrue(f.readline().startswith(b"-ERR [AUTH] Authentication failed."))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)  # authd's failure delay
+        s.sendall(b"QUIT\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertEqual(f.read(), b"")
+        s.close()
+
+    def test_stls_injection_is_discarded(self):
+        s = socket.create_connection(("127.0.0.1", self.inst.port("pop3")), timeout=30)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"STLS\r\nUSER alice\r\nPASS demo\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK Begin TLS"))
+        t = tls_context().wrap_socket(s)
+        tf = t.makefile("rb")
+        t.sendall(b"STAT\r\n")
+        self.assertTrue(tf.readline().startswith(b"-ERR Log in first."))
+        t.sendall(b"QUIT\r\n")
+        tf.readline()
+        t.close()
+
+    def test_mbox_user(self):
+        mbox = os.path.join(self.inst.mail_dir, "carol", "mbox")
+        for i in range(3):
+            size = os.path.getsize(mbox) if os.path.exists(mbox) else 0
+            self.smtp_send("carol@" + D, b"Subject: mbox %d\r\n\r\nFrom the start\r\nbody %d\r\n"
+                           % (i, i))
+            deadline = time.monotonic() + 30
+            while (not os.path.exists(mbox) or os.path.getsize(mbox) == size) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+        p = self.pop("stls", user="carol")
+        count, _ = p.stat()
+        self.assertGreaterEqual(count, 3)
+        uidls = [l.split()[1] for l in p.uidl()[1]]
+        self.assertEqual(len(set(uidls)), count)
+        msg = b"\r\n".join(p.retr(count)[1])
+        self.assertIn(b"Subject: mbox 2", msg)
+        self.assertIn(b"\r\nFrom the start\r\n", msg)  # mboxrd quoting undone
+        self.assertEqual(len(msg) + 2, int(p.list(count).split()[2]))
+        p.dele(1)
+        p.quit()
+        self.wait_no_session()
+        self.assertFalse(os.path.exists(mbox + ".lock"))
+        p = self.pop("implicit", user="carol")
+        self.assertEqual(p.stat()[0], count - 1)
+        self.assertEqual([l.split()[1] for l in p.uidl()[1]], uidls[1:])
+        p.quit()
+
+    def test_fetchmail(self):
+        if not shutil.which("fetchmail"):
+            self.skipTest("fetchmail is not installed")
+        self.clear("bob")
+        self.deliver("bob", b"Subject: for fetchmail 1\r\n\r\nfirst\r\n")
+        self.deliver("bob", b"Subject: for fetchmail 2\r\n\r\nsecond\r\n")
+        work = tempfile.mkdtemp(prefix="pbx-fetchmail-")
+        try:
+            out = os.path.join(work, "out.mbox")
+            for port, ssl_kw in ((self.inst.port("pop3"), "sslproto 'TLS1.2+'"),
+                                 (self.inst.port("pop3s"), "ssl")):
+                rc = os.path.join(work, "fetchmailrc")
+                with open(rc, "w") as f:
+                    f.write("set no bouncemail\n"
+                            "poll 127.0.0.1 protocol pop3 port %d timeout 30\n"
+                            "  user 'bob' there with password 'demo' is root here\n"
+                            "  %s no sslcertck fetchall nokeep\n"
+                            "  mda \"/bin/sh -c 'cat >> %s'\"\n" % (port, ssl_kw, out))
+                os.chmod(rc, 0o600)
+                r = subprocess.run(["fetchmail", "-f", rc, "-i", os.path.join(work, "ids"),
+                                    "--nosyslog", "-v"],
+                                   env={"HOME": work, "PATH": os.environ["PATH"]},
+                                   capture_output=True, timeout=60)
+                self.assertIn(r.returncode, (0, 1), r.stdout + r.stderr)  # 1: no mail
+                self.wait_no_session()
+                if port == self.inst.port("pop3"):
+                    self.assertIn(b"STLS", r.stdout + r.stderr)
+                    self.deliver("bob", b"Subject: for fetchmail 3\r\n\r\nthird\r\n")
+            text = read(out)
+            for n in (1, 2, 3):
+                self.assertIn(b"Subject: for fetchmail %d" % n, text)
+            self.wait_no_session()
+            self.assertEqual(self.inst.maildir_messages("bob"), [])
+        finally:
+            shutil.rmtree(work)
+
+
+@unittest.skipUnless(all(harness.program(p) for p in NEEDED),
+                     "pop3-login, pop3d or the delivery chain is not built")
+class PopBeforeSmtpTest(unittest.TestCase):
+    def relay(self, inst):
+        try:
+            with smtplib.SMTP("127.0.0.1", inst.port("smtp"), timeout=30) as s:
+                s.ehlo("client.example.org")
+                s.sendmail("alice@" + D, ["someone@elsewhere.example.net"],
+                           b"Subject: relay\r\n\r\nx\r\n")
+            return True
+        except smtplib.SMTPRecipientsRefused:
+            return False
+
+    def login(self, inst):
+        p = poplib.POP3("127.0.0.1", inst.port("pop3"), timeout=30)
+        p.stls(context=tls_context())
+        p.user("alice")
+        p.pass_("demo")
+        p.quit()
+
+    def test_relays_only_when_enabled(self):
+        with Instance(config={"remote_delivery_enable": "no", "pop_before_smtp": "5"}) as inst:
+            self.assertFalse(self.relay(inst))
+            self.login(inst)
+            self.assertTrue(self.relay(inst))
+            inst.wait_for_log(r"pop-before-smtp: unknown\[127\.0\.0\.1\] may relay")
+        with Instance(config={"remote_delivery_enable": "no"}) as inst:
+            self.login(inst)
+            self.assertFalse(self.relay(inst))
+            self.assertNotIn("pop-before-smtp", inst.log_text())
+
+
+if __name__ == "__main__":
+    unittest.main()
