@@ -14,8 +14,21 @@ std::optional<UserMailbox> find_user_mailbox(std::string_view name,
     if (!settings.system_users) return std::nullopt;
     auto a = system.account(name);
     if (!a || !auth::is_regular_account(*a)) return std::nullopt;
+    // Where local-delivery puts a system user's mail (common/auth/expand.cpp).
+    const std::string& rel = settings.home_mailbox;
+    if (rel.empty())
+        return UserMailbox{
+            a->name, a->uid, a->gid, a->home, "/var/mail/" + a->name, auth::MailboxFormat::Mbox};
+    if (rel[0] == '/' || rel.find("..") != std::string::npos || a->home.empty() ||
+        a->home[0] != '/')
+        return std::nullopt;
     return UserMailbox{
-        a->name, a->uid, a->gid, a->home, "/var/mail/" + a->name, auth::MailboxFormat::Mbox};
+        a->name,
+        a->uid,
+        a->gid,
+        a->home,
+        a->home + (a->home.back() == '/' ? "" : "/") + rel,
+        rel.back() == '/' ? auth::MailboxFormat::Maildir : auth::MailboxFormat::Mbox};
 }
 
 void TicketStore::expire(auth::Clock::time_point now) {

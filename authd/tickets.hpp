@@ -32,7 +32,8 @@ struct UserMailbox {
 
 // A user by canonical name, without alias expansion: the users file, then
 // (with system_users) a regular system account, whose mailbox is
-// /var/mail/NAME (mbox). nullopt: no such user.
+// /var/mail/NAME (mbox) or home_mailbox below the home, as local-delivery
+// has it (common/auth/expand.cpp). nullopt: no such user.
 std::optional<UserMailbox> find_user_mailbox(std::string_view name,
                                              const auth::ResolverSettings& settings,
                                              const Database& db, const auth::SystemUsers& system);
