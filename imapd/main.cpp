@@ -15,6 +15,7 @@
 #include "common/config/config.hpp"
 #include "common/event/stream.hpp"
 #include "common/log.hpp"
+#include "common/privsep/service.hpp"
 #include "common/session_interface.hpp"
 #include "imapd/session.hpp"
 
@@ -23,37 +24,14 @@ namespace si = pbx::session_interface;
 
 namespace {
 
-constexpr auto kAutologout = std::chrono::minutes(30);  // RFC 3501 §5.4: at least 30 min
-
 const char* env(std::string_view name) {
     return std::getenv(std::string(name).c_str());
 }
 
-Result<config::Config> load_config() {
-    const char* fd_text = env(si::kEnvConfigFd);
-    if (!fd_text || !*fd_text) return config::Config();
-    int fd = std::atoi(fd_text);
-    UniqueFd owned(fd);
-    std::string text;
-    char buf[8192];
-    off_t off = 0;
-    for (;;) {
-        ssize_t n = pread(fd, buf, sizeof buf, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return fail_errno("read the config fd");
-        if (n == 0) break;
-        text.append(buf, static_cast<size_t>(n));
-        off += n;
-        if (text.size() > 4 * 1024 * 1024) return fail("config too large");
-    }
-    auto cfg = config::Config::parse(text, "(from master)");
-    if (!cfg) return fail(cfg.error().to_string());
-    return std::move(cfg).value();
-}
-
 class Glue : public event::StreamHandler {
   public:
-    Glue(event_base* base, imap::SessionConfig cfg) : base_(base), session_(std::move(cfg)) {}
+    Glue(event_base* base, imap::SessionConfig cfg, std::chrono::milliseconds autologout)
+        : base_(base), session_(std::move(cfg)), autologout_(autologout) {}
 
     Status start(UniqueFd fd, size_t max_output) {
         event::StreamConnection::Limits limits;
@@ -61,7 +39,7 @@ class Glue : public event::StreamHandler {
         auto c = event::StreamConnection::create(base_, std::move(fd), *this, limits);
         if (!c) return Err{c.error()};
         conn_ = std::move(c).value();
-        conn_->set_idle_timeout(kAutologout);
+        conn_->set_idle_timeout(autologout_);
         if (auto st = conn_->start(); !st) return st;
         inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
         if (inotify_) {
@@ -153,6 +131,7 @@ class Glue : public event::StreamHandler {
     EventPtr ev_;
     std::string watched_;
     std::vector<int> wds_;
+    std::chrono::milliseconds autologout_;
 };
 
 // Tunnel mode: a client that runs imapd itself (mutt's tunnel, mbsync's
@@ -205,74 +184,67 @@ class PipeRelay {
     BufferEventPtr in_, out_, mid_;
 };
 
-void on_term(evutil_socket_t, short, void* self) noexcept {
-    static_cast<Glue*>(self)->stop();
-}
+// Sets up the session once run_service() has checked the process (never
+// root, NO_NEW_PRIVS) and made the event base.
+class Imapd {
+  public:
+    Status start(ServiceContext& ctx) {
+        const char* user = env(si::kEnvUser);
+        const char* mailbox = env(si::kEnvMailbox);
+        const char* format = env(si::kEnvMailboxFormat);
+        if (!user || !*user || !mailbox || mailbox[0] != '/')
+            return fail("PBX_USER and an absolute PBX_MAILBOX are required");
+        if (chdir("/") != 0) return fail_errno("chdir /");
+        if (format && std::string_view(format) == "mbox") {
+            // IMAP needs folders and UIDs: only Maildir++ stores are served.
+            std::string bye =
+                "* BYE IMAP is served from Maildir mailboxes only; this one is mbox\r\n";
+            (void)!write(si::kClientFd, bye.data(), bye.size());
+            log::warn("user ", user, ": IMAP refused, the mailbox is mbox");
+            event_base_loopexit(ctx.base.get(), nullptr);
+            return {};
+        }
+        imap::SessionConfig sc;
+        sc.user = user;
+        sc.root = mailbox;
+        while (sc.root.size() > 1 && sc.root.back() == '/') sc.root.pop_back();
+        if (const char* tag = env(si::kEnvLoginTag)) sc.login_tag = tag;
+        sc.append_limit = ctx.config.size("message_size_limit");
+        auto autologout = std::chrono::duration_cast<std::chrono::milliseconds>(
+            ctx.config.duration("imap_autologout"));
+        glue_ = std::make_unique<Glue>(ctx.base.get(), sc, autologout);
+        UniqueFd client;
+        struct stat st {};
+        if (fstat(si::kClientFd, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            auto end = relay_.start(ctx.base.get());
+            if (!end) return Err{end.error()};
+            client = std::move(end).value();
+        } else {
+            client.reset(dup(si::kClientFd));
+        }
+        if (auto s = glue_->start(std::move(client), 2 * sc.append_limit + (16u << 20)); !s)
+            return s;
+        log::info("session of ", user, " started");
+        return {};
+    }
+    void stop() {
+        if (glue_) glue_->stop();
+    }
+
+  private:
+    PipeRelay relay_;
+    std::unique_ptr<Glue> glue_;
+};
 
 }  // namespace
 
-int main(int, char**) {
-    bool foreground = env("PBX_FOREGROUND") && std::string_view(env("PBX_FOREGROUND")) == "1";
-    log::init("imapd", foreground);
-    if (getuid() == 0 || geteuid() == 0) {
-        log::error("imapd runs as the mail user, never as root");
-        return 1;
-    }
-    auto cfg = load_config();
-    if (!cfg) {
-        log::error(cfg.error().message);
-        return 1;
-    }
-    const char* user = env(si::kEnvUser);
-    const char* mailbox = env(si::kEnvMailbox);
-    const char* format = env(si::kEnvMailboxFormat);
-    if (!user || !*user || !mailbox || mailbox[0] != '/') {
-        log::error("PBX_USER and an absolute PBX_MAILBOX are required");
-        return 1;
-    }
-    log::set_debug(cfg->boolean("log_debug") ||
-                   (env("PBX_DEBUG") && std::string_view(env("PBX_DEBUG")) == "1"));
-    signal(SIGPIPE, SIG_IGN);
-    if (chdir("/") != 0) return 1;
-
-    imap::SessionConfig sc;
-    sc.user = user;
-    sc.root = mailbox;
-    while (sc.root.size() > 1 && sc.root.back() == '/') sc.root.pop_back();
-    if (const char* tag = env(si::kEnvLoginTag)) sc.login_tag = tag;
-    sc.append_limit = cfg->size("message_size_limit");
-
-    EventBasePtr base(event_base_new());
-    if (!base) return 1;
-    if (format && std::string_view(format) == "mbox") {
-        // IMAP needs folders and UIDs: only Maildir++ stores are served.
-        std::string bye = "* BYE IMAP is served from Maildir mailboxes only; this one is mbox\r\n";
-        (void)!write(si::kClientFd, bye.data(), bye.size());
-        log::warn("user ", user, ": IMAP refused, mailbox is mbox");
-        return 0;
-    }
-    Glue glue(base.get(), sc);
-    UniqueFd client;
-    PipeRelay relay;
-    struct stat st {};
-    if (fstat(si::kClientFd, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-        auto end = relay.start(base.get());
-        if (!end) {
-            log::error("cannot relay the pipes: ", end.error().message);
-            return 1;
-        }
-        client = std::move(end).value();
-    } else {
-        client.reset(dup(si::kClientFd));
-    }
-    if (auto st = glue.start(std::move(client), 2 * sc.append_limit + (16u << 20)); !st) {
-        log::error("cannot start the session: ", st.error().message);
-        return 1;
-    }
-    EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_term, &glue));
-    if (sigterm) event_add(sigterm.get(), nullptr);
-    log::info("session for ", user, " started");
-    event_base_dispatch(base.get());
-    log::info("session for ", user, " ended");
-    return 0;
+int main(int argc, char** argv) {
+    Imapd imapd;
+    pbx::ServiceSpec spec{
+        .name = "imapd",
+        .session = true,
+        .post_drop = [&](pbx::ServiceContext& ctx) { return imapd.start(ctx); },
+        .on_stop = [&](pbx::ServiceContext&) { imapd.stop(); },
+    };
+    return pbx::run_service(spec, argc, argv);
 }

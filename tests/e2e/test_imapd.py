@@ -13,6 +13,7 @@ import select
 import shutil
 import signal
 import smtplib
+import ssl
 import socket
 import subprocess
 import tempfile
@@ -95,7 +96,7 @@ class Session:
             env["PBX_LOGIN_TAG"] = login_tag
         env.update(extra_env or {})
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([harness.program("imapd")], stdin=theirs, stdout=theirs,
+        self.proc = subprocess.Popen([harness.program("imapd"), "-c", "/dev/null"], stdin=theirs, stdout=theirs,
                                      stderr=self.stderr, env=env, user=v.pw_uid,
                                      group=v.pw_gid, extra_groups=[], cwd="/")
         theirs.close()
@@ -220,14 +221,14 @@ class ImapdDirectTest(unittest.TestCase):
 
     def test_refuses_root(self):
         ours, theirs = socket.socketpair()
-        p = subprocess.run([harness.program("imapd")], stdin=theirs, stdout=theirs,
+        p = subprocess.run([harness.program("imapd"), "-c", "/dev/null"], stdin=theirs, stdout=theirs,
                            env={"PBX_USER": "x", "PBX_MAILBOX": self.store.maildir,
                                 "PBX_FOREGROUND": "1"},
                            stderr=subprocess.PIPE, timeout=10)
         theirs.close()
         ours.close()
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn(b"root", p.stderr)
+        self.assertIn(b"uid or gid 0", p.stderr)
         self.assertFalse(os.path.exists(self.store.maildir))
 
     def test_special_use_folders_list_namespace(self):
@@ -713,7 +714,7 @@ class ImapdRealClientsTest(unittest.TestCase):
         local = os.path.join(store.dir, "local")
         os.mkdir(local, 0o700)
         os.chown(local, v.pw_uid, v.pw_gid)
-        tunnel = ("env PBX_USER=alice PBX_MAILBOX=%s PBX_FOREGROUND=0 %s"
+        tunnel = ("env PBX_USER=alice PBX_MAILBOX=%s PBX_FOREGROUND=0 %s -c /dev/null"
                   % (store.maildir, harness.program("imapd")))
         rc = os.path.join(store.dir, "mbsyncrc")
         with open(rc, "w") as f:
@@ -750,6 +751,93 @@ class ImapdRealClientsTest(unittest.TestCase):
         s.close()
 
 
+def tls_context():
+    cert, _ = harness.tls_files()
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.check_hostname = False
+    return ctx
+
+
+@unittest.skipUnless(harness.program("imapd") and harness.program("imap-login") and
+                     harness.program("authd"), "imapd, imap-login or authd is not built")
+class ImapLoginTest(unittest.TestCase):
+    """Through the master: imap-login (pbx-login, TLS) hands the client to an
+    imapd session running as the mail user."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance(config={"smtpd_greet_pause": "0s"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.cleanup()
+
+    def test_imaps_login_session_as_mail_user(self):
+        imap = imaplib.IMAP4_SSL("127.0.0.1", self.inst.port("imaps"), ssl_context=tls_context(),
+                                 timeout=20)
+        self.assertIn("AUTH=PLAIN", imap.capabilities)
+        # Right after the instance started, the master's channel to authd
+        # may not be up yet: that is a NO [UNAVAILABLE] (try again later).
+        for attempt in range(5):
+            try:
+                typ, data = imap.login("alice", "demo")
+                break
+            except imaplib.IMAP4.error as e:
+                if "UNAVAILABLE" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(1)
+        self.assertEqual(typ, "OK")
+        # The session's own capabilities came with the tagged OK.
+        self.assertIn(b"[CAPABILITY IMAP4rev1", data[0])
+        self.assertIn(b"UIDPLUS", data[0])
+        typ, data = imap.append("INBOX", None, None, MULTIPART)
+        self.assertEqual(typ, "OK")
+        imap.select("INBOX")
+        self.assertEqual(fetch_one(imap, "1", "(BODY.PEEK[2])"), PART2)
+        pids = [pid for pid, name in self.inst.descendants() if name == "imapd"]
+        self.assertEqual(len(pids), 1)
+        st = harness.proc_status(pids[0])
+        self.assertEqual(st["Uid"].split()[0], str(vmail().pw_uid))
+        self.assertEqual(st["CapEff"], "0000000000000000")
+        self.assertEqual(st["NoNewPrivs"], "1")
+        login = self.inst.children()["imap-login"]
+        self.assertEqual(harness.proc_status(login)["Uid"].split()[0],
+                         str(pwd.getpwnam("pbx-login").pw_uid))
+        imap.logout()
+
+    def test_starttls_then_login_and_bad_password(self):
+        imap = imaplib.IMAP4("127.0.0.1", self.inst.port("imap"), timeout=20)
+        self.assertIn("STARTTLS", imap.capabilities)
+        imap.starttls(ssl_context=tls_context())
+        with self.assertRaises(imaplib.IMAP4.error) as cm:
+            imap.login("alice", "wrong")
+        self.assertIn("AUTHENTICATIONFAILED", str(cm.exception))
+        with self.assertRaises(imaplib.IMAP4.error) as cm:
+            imap.login("nosuchuser", "wrong")
+        self.assertIn("AUTHENTICATIONFAILED", str(cm.exception))
+        typ, data = imap.login("alice", "demo")
+        self.assertEqual(typ, "OK")
+        self.assertEqual(imap.select("INBOX")[0], "OK")
+        imap.logout()
+
+    def test_starttls_pipelined_bytes_discarded_and_sasl_ir(self):
+        s = socket.create_connection(("127.0.0.1", self.inst.port("imap")), timeout=20)
+        raw = Raw(s)
+        raw.read_until(rb"^\* OK[^\r\n]*\r\n")
+        raw.send(b"a STARTTLS\r\nb CAPABILITY\r\n")
+        raw.read_until(rb"^a OK[^\r\n]*\r\n")
+        tls = tls_context().wrap_socket(s)
+        raw2 = Raw(tls)
+        ir = __import__("base64").b64encode(b"\0alice\0demo")
+        raw2.send(b"c AUTHENTICATE PLAIN " + ir + b"\r\n")
+        out = raw2.read_until(rb"^c (OK|NO|BAD)[^\r\n]*\r\n")
+        self.assertNotIn(b"b OK", out)  # the pipelined CAPABILITY was dropped
+        self.assertRegex(out, rb"c OK \[CAPABILITY IMAP4rev1")
+        raw2.send(b"d LOGOUT\r\n")
+        raw2.read_until(rb"^d OK[^\r\n]*\r\n")
+        tls.close()
+
+
 @unittest.skipUnless(harness.program("imapd") and shutil.which("fetchmail") and
                      shutil.which("setpriv"), "imapd, fetchmail or setpriv missing")
 class ImapdFetchmailTest(unittest.TestCase):
@@ -769,7 +857,7 @@ class ImapdFetchmailTest(unittest.TestCase):
         out = os.path.join(store.home, "out")
         rc = os.path.join(store.home, "fetchmailrc")
         with open(rc, "w") as f:
-            f.write('poll localhost protocol imap plugin "env PBX_USER=alice PBX_MAILBOX=%s %s" '
+            f.write('poll localhost protocol imap plugin "env PBX_USER=alice PBX_MAILBOX=%s %s -c /dev/null" '
                     'user alice password x sslproto "" fetchall '
                     'mda "/bin/sh -c \'cat >> %s\'"\n'
                     % (store.maildir, harness.program("imapd"), out))
@@ -806,7 +894,7 @@ class ImapdMuttTest(unittest.TestCase):
         s.close()
         rc = os.path.join(store.dir, "muttrc")
         with open(rc, "w") as f:
-            f.write('set tunnel="env PBX_USER=alice PBX_MAILBOX=%s %s"\n'
+            f.write('set tunnel="env PBX_USER=alice PBX_MAILBOX=%s %s -c /dev/null"\n'
                     'set folder="imap://alice@localhost/"\nset spoolfile="+INBOX"\n'
                     'set header_cache=""\nset message_cachedir=""\nset ssl_starttls=no\n'
                     'set imap_check_subscribed=no\nset mail_check=60\n'

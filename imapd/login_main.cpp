@@ -1,0 +1,38 @@
+// imap-login: the pre-login half of the IMAP service (DESIGN §2; imap-login(8)).
+//
+// SECURITY
+//   Runs as pbx-login, chrooted into the runtime directory (sockets only),
+//   no capabilities, NO_NEW_PRIVS, RLIMIT_NPROC 0 (cannot fork), not
+//   dumpable; started as root by pillarbox-master only to read the TLS key.
+//   Parses untrusted input from any client: IMAP commands before login
+//   (imap::LoginEngine over the imapd command reader, with line, literal and
+//   bad-command limits) and TLS handshakes. Passwords go to authd, which
+//   applies the failure delays; a ticket and one end of a socketpair go to
+//   the master. After login it only copies bytes between the client and the
+//   imapd session, which runs as the mail user. It reads and writes no file.
+#include "common/login/service.hpp"
+#include "imapd/login_engine.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+// LeakSanitizer needs /proc, which the runtime-directory chroot lacks (as smtpd).
+extern "C" int __lsan_is_turned_off() {
+    return 1;
+}
+#endif
+
+int main(int argc, char** argv) {
+    pbx::login::LoginSpec spec{
+        .name = "imap-login",
+        .service = "imap",
+        .prefix = "imap",
+        .listeners = {"imap", "imaps"},
+        .refusal = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+        .make_engine =
+            [](const pbx::config::Config& cfg, const pbx::login::ClientFacts& facts) {
+                pbx::imap::LoginLimits limits;
+                limits.max_bad_commands = static_cast<int>(cfg.integer("imap_max_bad_commands"));
+                return pbx::imap::make_login_engine(facts, limits);
+            },
+    };
+    return pbx::login::run_login_service(spec, argc, argv);
+}
