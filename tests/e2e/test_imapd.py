@@ -805,6 +805,58 @@ class ImapLoginTest(unittest.TestCase):
                          str(pwd.getpwnam("pbx-login").pw_uid))
         imap.logout()
 
+    def login_ssl(self):
+        imap = imaplib.IMAP4_SSL("127.0.0.1", self.inst.port("imaps"), ssl_context=tls_context(),
+                                 timeout=20)
+        for attempt in range(5):
+            try:
+                imap.login("alice", "demo")
+                return imap
+            except imaplib.IMAP4.error as e:
+                if "UNAVAILABLE" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(1)
+        return imap
+
+    def test_kill_imap_login_mid_append(self):
+        imap = self.login_ssl()
+        imap.create("Killed")
+        for i in range(3):
+            imap.append("Killed", None, None, b"Subject: k%d\r\n\r\nx\r\n" % i)
+        imap.select("Killed")
+        validity = imap.untagged_responses["UIDVALIDITY"][0]
+        typ, before = imap.uid("SEARCH", "ALL")
+        imap.logout()
+        # A second client starts an APPEND and imap-login dies under it.
+        s = socket.create_connection(("127.0.0.1", self.inst.port("imaps")), timeout=20)
+        tls = tls_context().wrap_socket(s)
+        raw = Raw(tls)
+        raw.read_until(rb"^\* OK[^\r\n]*\r\n")
+        raw.send(b"a LOGIN alice demo\r\n")
+        raw.read_until(rb"^a OK[^\r\n]*\r\n")
+        raw.send(b"b APPEND Killed {100000}\r\n")
+        raw.read_until(rb"^\+ [^\r\n]*\r\n")
+        raw.send(b"Subject: partial\r\n\r\n" + b"y" * 40000)
+        time.sleep(0.3)
+        old = self.inst.children()["imap-login"]
+        os.kill(old, signal.SIGKILL)
+        tls.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pid = self.inst.children().get("imap-login")
+            if pid and pid != old:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        imap = self.login_ssl()
+        imap.select("Killed")
+        self.assertEqual(imap.untagged_responses["UIDVALIDITY"][0], validity)
+        typ, after = imap.uid("SEARCH", "ALL")
+        self.assertEqual(after, before)
+        typ, data = imap.search(None, "SUBJECT", "partial")
+        self.assertEqual(data, [b""])
+        imap.logout()
+
     def test_starttls_then_login_and_bad_password(self):
         imap = imaplib.IMAP4("127.0.0.1", self.inst.port("imap"), timeout=20)
         self.assertIn("STARTTLS", imap.capabilities)
