@@ -1,5 +1,7 @@
 #include "common/login/server.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -61,6 +63,10 @@ class Connection : public event::StreamHandler {
     }
 
     bool start(UniqueFd fd) {
+        // Replies are small writes that must go out at once (a RETR answer
+        // is a status line, then the message): no Nagle delay.
+        int one = 1;
+        (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         auto c = event::StreamConnection::create(server_.base(), std::move(fd), *this);
         if (!c) {
             log::warn("cannot set up a connection from ", peer_.ip, ": ", c.error().message);

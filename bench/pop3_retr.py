@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""POP3 retrieval, Pillarbox (pop3-login + pop3d) vs Dovecot (dovecot-pop3d),
+side by side in one run (bench/README.md's rules: ratios in the same run).
+
+    PBX_BUILD_DIR=build-bench python3 bench/pop3_retr.py   # as root
+
+Both serve the same ~4 KB messages (hard links to the same files) from
+Maildirs of the same shape, one per user, owned by pbx-vmail; both on
+127.0.0.1 without TLS (loopback counts as secure for both), passwords with
+sha512-crypt. Measured with poplib:
+  - one session: USER/PASS, RETR 1..N, QUIT; "cold" is the very first
+    session on a fresh Maildir (Pillarbox: no size cache; Dovecot: no
+    index), "warm" the median of RUNS later sessions;
+  - PAR parallel sessions, one user each, the same N messages each: time
+    until all are done (warm);
+  - memory: VmRSS of each session process while it is open (after the
+    RETRs), plus its share of the login process (login RSS / sessions).
+Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), PBX_BUILD_DIR.
+"""
+
+import os
+import poplib
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+import harness  # noqa: E402
+
+N = int(os.environ.get("N", "1000"))
+PAR = int(os.environ.get("PAR", "20"))
+RUNS = int(os.environ.get("RUNS", "3"))
+SIZE = int(os.environ.get("SIZE", "4096"))
+PASSWORD = "pw"
+
+
+def make_messages(src_dir, vmail):
+    os.makedirs(src_dir)
+    names = []
+    line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n"
+    for i in range(N):
+        head = (b"From: sender@example.org\nTo: user@example.test\nSubject: message %d\n"
+                b"Message-ID: <%d@bench.example>\n\n" % (i, i))
+        body = (line * (SIZE // len(line) + 1))[:SIZE - len(head)]
+        data = head + body
+        name = "%d.M%dP1Q%d.bench,S=%d" % (1700000000 + i, i, i, len(data))
+        path = os.path.join(src_dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+        os.chmod(path, 0o600)
+        names.append(name)
+    return names
+
+
+def fill_maildir(maildir, src_dir, names, vmail):
+    for sub in ("", "/cur", "/new", "/tmp"):
+        os.makedirs(maildir + sub, exist_ok=True)
+        os.chown(maildir + sub, vmail.pw_uid, vmail.pw_gid)
+        os.chmod(maildir + sub, 0o700)
+    for n in names:
+        os.link(os.path.join(src_dir, n), os.path.join(maildir, "new", n))
+
+
+def session(port, user, hold=None):
+    p = poplib.POP3("127.0.0.1", port, timeout=120)
+    p.user(user)
+    p.pass_(PASSWORD)
+    count, _ = p.stat()
+    assert count == N, (user, count)
+    total = 0
+    for i in range(1, count + 1):
+        total += p.retr(i)[2]
+    if hold:
+        hold()
+    p.quit()
+    return total
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def procs_below(root, name):
+    out = []
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+            comm = st[st.index("(") + 1:st.rindex(")")]
+            ppid = int(st[st.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append((int(d), comm))
+    todo = [root]
+    while todo:
+        p = todo.pop()
+        for pid, comm in kids.get(p, []):
+            todo.append(pid)
+            if comm == name:
+                out.append(pid)
+    return out
+
+
+class Side:
+    def __init__(self, name, port, root_pid, session_comm, login_comm, users):
+        self.name, self.port, self.root = name, port, root_pid
+        self.session_comm, self.login_comm, self.users = session_comm, login_comm, users
+
+    def one(self, user):
+        t = time.monotonic()
+        session(self.port, user)
+        return time.monotonic() - t
+
+    def parallel(self):
+        mem = {}
+        barrier = threading.Barrier(len(self.users) + 1)
+
+        def hold():
+            barrier.wait()   # every session is open, all RETRs done
+            barrier.wait()   # measured
+
+        errors = []
+
+        def run(u):
+            try:
+                session(self.port, u, hold)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+                barrier.abort()
+
+        threads = [threading.Thread(target=run, args=(u,)) for u in self.users]
+        t = time.monotonic()
+        for th in threads:
+            th.start()
+        barrier.wait()
+        sessions = procs_below(self.root, self.session_comm)
+        logins = procs_below(self.root, self.login_comm)
+        mem["sessions"] = len(sessions)
+        mem["session_kb"] = statistics.mean(rss_kb(p) for p in sessions) if sessions else 0
+        mem["login_kb"] = sum(rss_kb(p) for p in logins)
+        paused = time.monotonic()
+        barrier.wait()
+        resumed = time.monotonic()
+        for th in threads:
+            th.join()
+        if errors:
+            raise errors[0]
+        # The pause for measuring does not count.
+        return (time.monotonic() - t) - (resumed - paused), mem
+
+
+def dovecot_config(work, port, vmail):
+    conf = os.path.join(work, "dovecot.conf")
+    with open(os.path.join(work, "passwd"), "w") as f:
+        for i in range(PAR):
+            f.write("u%d:%s\n" % (i, harness.password_hash(PASSWORD)))
+    os.chmod(os.path.join(work, "passwd"), 0o644)
+    with open(conf, "w") as f:
+        f.write("""
+base_dir = {w}/run
+state_dir = {w}/state
+log_path = {w}/dovecot.log
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:{w}/home/%u/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT {w}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={w}/home/%u
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+""".format(w=work, port=port, uid=vmail.pw_uid, gid=vmail.pw_gid))
+    return conf
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run me as root")
+    vmail = pwd.getpwnam("pbx-vmail")
+    work = tempfile.mkdtemp(prefix="pbx-bench-pop3-", dir="/tmp")
+    os.chmod(work, 0o755)
+    src = os.path.join(work, "messages")
+    names = make_messages(src, vmail)
+    users = ["u%d" % i for i in range(PAR)]
+
+    inst = harness.Instance(users={u: PASSWORD for u in users},
+                            config={"pop3s_listen": "", "smtp_listen": "",
+                                    "submission_listen": "", "submissions_listen": "",
+                                    "imap_listen": "", "imaps_listen": "",
+                                    "queue_manager_enable": "no",
+                                    "local_delivery_enable": "no",
+                                    "remote_delivery_enable": "no"},
+                            start=False)
+    dove_port = harness.free_port()
+    os.makedirs(os.path.join(work, "home"))
+    for u in users:
+        fill_maildir(os.path.join(inst.mail_dir, u, "Maildir"), src, names, vmail)
+        home = os.path.join(work, "home", u)
+        os.makedirs(home)
+        os.chown(home, vmail.pw_uid, vmail.pw_gid)
+        fill_maildir(os.path.join(home, "Maildir"), src, names, vmail)
+    conf = dovecot_config(work, dove_port, vmail)
+    inst.start()
+    dove = subprocess.Popen(["dovecot", "-F", "-c", conf])
+    try:
+        for _ in range(100):
+            try:
+                poplib.POP3("127.0.0.1", dove_port, timeout=2).quit()
+                break
+            except OSError:
+                time.sleep(0.1)
+        sides = [Side("pillarbox", inst.port("pop3"), inst.pid, "pop3d", "pop3-login", users),
+                 Side("dovecot", dove_port, dove.pid, "pop3", "pop3-login", users)]
+        res = {s.name: {} for s in sides}
+        for s in sides:  # cold: the first session on each fresh Maildir
+            res[s.name]["cold"] = s.one("u0")
+        for r in range(RUNS):
+            order = sides if r % 2 == 0 else sides[::-1]
+            for s in order:
+                res[s.name].setdefault("warm", []).append(s.one("u0"))
+        for r in range(RUNS):
+            order = sides if r % 2 == 0 else sides[::-1]
+            for s in order:
+                t, mem = s.parallel()
+                res[s.name].setdefault("par", []).append(t)
+                res[s.name]["mem"] = mem
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[:3]
+        p, d = res["pillarbox"], res["dovecot"]
+        print("POP3 RETR of %d messages of %d bytes; nproc %d; load %s" %
+              (N, SIZE, os.cpu_count(), " ".join(load)))
+        print("%-28s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
+        cold_p, cold_d = N / p["cold"], N / d["cold"]
+        print("%-28s %12.0f %12.0f %7.2fx" % ("1 session, cold (msg/s)", cold_p, cold_d,
+                                             cold_p / cold_d))
+        warm_p, warm_d = N / statistics.median(p["warm"]), N / statistics.median(d["warm"])
+        print("%-28s %12.0f %12.0f %7.2fx" % ("1 session, warm (msg/s)", warm_p, warm_d,
+                                             warm_p / warm_d))
+        par_p = PAR * N / statistics.median(p["par"])
+        par_d = PAR * N / statistics.median(d["par"])
+        print("%-28s %12.0f %12.0f %7.2fx" % ("%d sessions, warm (msg/s)" % PAR, par_p, par_d,
+                                             par_p / par_d))
+        for s in sides:
+            m = res[s.name]["mem"]
+            m["per_session_kb"] = m["session_kb"] + m["login_kb"] / max(1, m["sessions"])
+        mp, md = p["mem"]["per_session_kb"], d["mem"]["per_session_kb"]
+        print("%-28s %12.0f %12.0f %7.2fx" % ("RSS per session (KiB)", mp, md, mp / md))
+        print("  (session RSS + login RSS / %d sessions; pillarbox session %.0f KiB, login %d "
+              "KiB; dovecot session %.0f KiB, login %d KiB)" %
+              (p["mem"]["sessions"], p["mem"]["session_kb"], p["mem"]["login_kb"],
+               d["mem"]["session_kb"], d["mem"]["login_kb"]))
+    finally:
+        dove.terminate()
+        dove.wait(10)
+        inst.stop(check=False)
+        inst.cleanup()
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
