@@ -227,6 +227,21 @@ class Pop3Test(unittest.TestCase):
             self.assertEqual(st["CapEff"], "0000000000000000")
             self.assertEqual(st["CapPrm"], "0000000000000000")
             self.assertEqual(st["NoNewPrivs"], "1")
+            # Exactly the environment of common/session_interface.hpp.
+            with open("/proc/%d/environ" % sessions[0], "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if e)
+            self.assertEqual(set(env), {b"PBX_CONFIG_FD", b"PBX_SERVICE", b"PBX_USER", b"HOME",
+                                        b"PBX_MAILBOX", b"PBX_MAILBOX_FORMAT",
+                                        b"PBX_CLIENT_ADDRESS", b"PBX_TLS", b"PBX_SESSION_ID",
+                                        b"PBX_FOREGROUND", b"PBX_DEBUG"})
+            self.assertEqual(env[b"PBX_SERVICE"], b"pop3d")
+            self.assertEqual(env[b"PBX_USER"], b"alice")
+            self.assertEqual(env[b"PBX_MAILBOX_FORMAT"], b"maildir")
+            self.assertTrue(env[b"PBX_MAILBOX"].endswith(b"/alice/Maildir/"))
+            self.assertTrue(env[b"PBX_TLS"].startswith(b"TLSv1."))
+            self.assertEqual(os.readlink("/proc/%d/fd/0" % sessions[0]),
+                             os.readlink("/proc/%d/fd/1" % sessions[0]))
+            self.assertTrue(os.readlink("/proc/%d/fd/0" % sessions[0]).startswith("socket:"))
             login = self.inst.children()["pop3-login"]
             lst = self.inst.proc_status(login)
             self.assertEqual(lst["Uid"].split(), [str(self.login_uid)] * 4)
