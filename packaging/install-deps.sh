@@ -10,11 +10,12 @@ set -eu
 # catch2 for the unit tests. To run: openssl (certificates, password hashes),
 # ca-certificates (remote-delivery's CA bundle). To try it and for the
 # end-to-end tests: swaks and python3; unbound (a local resolver serving the
-# test zones of tests/e2e/test_remote.py); fetchmail (a real POP3 client,
-# tests/e2e/test_pop3.py).
+# test zones of tests/e2e/test_remote.py); fetchmail (a real POP3 and IMAP
+# client, tests/e2e/test_pop3.py and test_imapd.py); mutt and isync (mbsync),
+# the real IMAP clients of tests/e2e/test_imapd.py.
 packages="meson ninja-build g++ pkg-config libevent-dev libssl-dev libcap-dev
 libunbound-dev libcrypt-dev catch2 openssl ca-certificates python3 swaks unbound
-fetchmail"
+fetchmail mutt isync"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-deps.sh: not a Debian system; install these by hand:" "$packages" "$@" >&2
