@@ -253,11 +253,19 @@ Try it, from another terminal:
   # deliver a message to alice over SMTP, then look at her Maildir
   swaks --server 127.0.0.1:10025 --from someone@example.org --to alice@$DOMAIN
   ls $INSTANCE/mail/alice/Maildir/new/
-  # submit as alice (STARTTLS + AUTH), or with implicit TLS on 10465
-  swaks --server 127.0.0.1:10587 --tls --auth-user alice --auth-password $PASSWORD \\
-        --from alice@$DOMAIN --to bob@$DOMAIN
-  swaks --server 127.0.0.1:10465 --tls-on-connect --auth-user alice --auth-password $PASSWORD \\
-        --from alice@$DOMAIN --to bob@$DOMAIN
+  # submit as alice (STARTTLS + AUTH PLAIN), or with implicit TLS on 10465 (AUTH LOGIN)
+  swaks --server 127.0.0.1 --port 10587 --tls --auth PLAIN --auth-user alice \\
+        --auth-password $PASSWORD --from alice@$DOMAIN --to bob@$DOMAIN
+  swaks --server 127.0.0.1 --port 10465 --tlsc --auth LOGIN --auth-user alice \\
+        --auth-password $PASSWORD --from alice@$DOMAIN --to bob@$DOMAIN
+  # refused: relay without AUTH (530), a wrong password (535), a forged sender (553)
+  swaks --server 127.0.0.1 --port 10587 --tls --from alice@$DOMAIN --to someone@example.org
+  swaks --server 127.0.0.1 --port 10587 --tls --auth PLAIN --auth-user alice \\
+        --auth-password wrong --from alice@$DOMAIN --to bob@$DOMAIN
+  swaks --server 127.0.0.1 --port 10587 --tls --auth PLAIN --auth-user alice \\
+        --auth-password $PASSWORD --from bob@$DOMAIN --to bob@$DOMAIN
+  # add a user (the password is asked for)
+  $TOOL -c $CONF user add carol --home $INSTANCE/mail/carol
   # read bob's mail over POP3S (995-style) and POP3 with STLS (110-style), and IMAPS
   python3 -c 'import poplib,ssl; p=poplib.POP3_SSL("127.0.0.1",10995,context=ssl._create_unverified_context()); p.user("bob"); p.pass_("$PASSWORD"); print(p.stat())'
   python3 -c 'import poplib,ssl; p=poplib.POP3("127.0.0.1",10110); p.stls(context=ssl._create_unverified_context()); p.user("bob"); p.pass_("$PASSWORD"); print(p.list())'

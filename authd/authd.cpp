@@ -1,5 +1,6 @@
 #include "authd/authd.hpp"
 
+#include "common/auth/senders.hpp"
 #include "common/log.hpp"
 
 namespace pbx::authd {
@@ -14,6 +15,8 @@ Status Authd::pre_drop(ServiceContext&) {
 Status Authd::post_drop(ServiceContext& ctx) {
     const config::Config& cfg = ctx.config;
     auto settings = auth::ResolverSettings::from_config(cfg);
+    if (auto map = auth::parse_sender_map(settings.sender_map); !map)
+        return fail("submission_sender_map: " + map.error());
     if (settings.system_users)
         system_ = std::make_unique<auth::PasswdSystemUsers>();
     else

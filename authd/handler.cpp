@@ -37,7 +37,10 @@ Handler::Handler(auth::ResolverSettings settings, Database& db, const auth::Syst
       db_(db),
       system_(system),
       checker_(std::move(checker)),
-      throttle_(delays) {}
+      throttle_(delays) {
+    // authd checked the entries before it got here; a bad one is skipped.
+    if (auto map = auth::parse_sender_map(settings_.sender_map); map) sender_map_ = *map;
+}
 
 std::optional<Reply> Handler::handle(const ipc::Message& request, const ipc::PeerInfo& peer,
                                      auth::Clock::time_point now) {
@@ -49,6 +52,7 @@ std::optional<Reply> Handler::handle(const ipc::Message& request, const ipc::Pee
     if (name == "login") return login(request, peer, now);
     if (name == "redeem") return redeem(request, peer, now);
     if (name == "relay_check") return relay_check(request, peer, now);
+    if (name == "owns") return owns(request, peer, now);
     return std::nullopt;
 }
 
@@ -73,6 +77,11 @@ std::optional<ipc::Message> Handler::tempfail_for(const ipc::Message& request) {
     if (request.name() == "relay_check") {
         auto r = ipc::Message::named(msgs::kProtocol, "relay_check_result");
         r.set_u64("id", id).set_u64("allowed", 0);
+        return r;
+    }
+    if (request.name() == "owns") {
+        auto r = ipc::Message::named(msgs::kProtocol, "owns_result");
+        r.set_u64("id", id).set_str("status", "tempfail");
         return r;
     }
     return std::nullopt;
@@ -327,6 +336,30 @@ Reply Handler::relay_check(const ipc::Message& m, const ipc::PeerInfo& peer,
         r.set_u64("minutes_left",
                   static_cast<uint64_t>(std::chrono::ceil<std::chrono::minutes>(*left).count()));
     log::debug("relay_check ", esc(client), ": ", left ? "allowed" : "no recent login");
+    return Reply{std::move(r)};
+}
+
+Reply Handler::owns(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now) {
+    auto r = ipc::Message::named(msgs::kProtocol, "owns_result");
+    r.set_u64("id", *m.get_u64("id"));
+    // Only submitd (and root, for tests and tools) learns who owns what.
+    if (peer.program != ipc::Program::Submitd && peer.program != ipc::Program::Root) {
+        log::warn("owns from ", ipc::to_string(peer.program), " (uid ", peer.uid,
+                  ") refused: only submitd may ask");
+        r.set_str("status", "tempfail");
+        return Reply{std::move(r)};
+    }
+    db_.refresh(now);
+    if (!db_.ready()) {
+        r.set_str("status", "tempfail");
+        return Reply{std::move(r)};
+    }
+    std::string_view user = *m.get_str("user");
+    std::string_view address = *m.get_str("address");
+    const bool yes = auth::owns_sender(user, address, sender_map_, settings_, db_.users(),
+                                       db_.aliases(), system_);
+    log::debug("owns ", esc(user), " ", esc(address), ": ", yes ? "yes" : "no");
+    r.set_str("status", yes ? "yes" : "no");
     return Reply{std::move(r)};
 }
 

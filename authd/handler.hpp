@@ -1,5 +1,5 @@
 // The auth channel's requests (common/ipc/auth_msgs.hpp) answered from the
-// database: domain, rcpt and verify. No I/O here: a request goes in, a reply
+// database: domain, rcpt, verify, resolve and owns. No I/O here: a request goes in, a reply
 // and how long to hold it come out; server.cpp sends it when the time is up.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include "authd/tickets.hpp"
 #include "common/auth/password.hpp"
 #include "common/auth/resolve.hpp"
+#include "common/auth/senders.hpp"
 #include "common/auth/system_users.hpp"
 #include "common/auth/throttle.hpp"
 #include "common/ipc/auth_msgs.hpp"
@@ -51,6 +52,7 @@ class Handler {
     Reply redeem(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
     Reply relay_check(const ipc::Message& m, const ipc::PeerInfo& peer,
                       auth::Clock::time_point now);
+    Reply owns(const ipc::Message& m, const ipc::PeerInfo& peer, auth::Clock::time_point now);
 
     auth::ResolverSettings settings_;
     Database& db_;
@@ -60,6 +62,7 @@ class Handler {
     TicketStore tickets_{ipc::auth::kTicketLifetime};
     RecentLogins recent_logins_;
     std::chrono::minutes pop_before_smtp_{0};
+    std::vector<auth::SenderMapEntry> sender_map_;  // settings_.sender_map, parsed
 };
 
 }  // namespace pbx::authd

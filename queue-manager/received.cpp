@@ -25,6 +25,7 @@ std::string received_line(const spool::Envelope& env, const ReceivedContext& ctx
     info.protocol = env.protocol;
     info.tls_details = env.tls;
     info.queue_id = env.id.str();
+    info.auth_user = env.auth_user;  // submitd sends it only when configured
     if (env.recipients.size() == 1) info.recipient = env.recipients.front().address;
     info.when = ctx.when;
     info.utc_offset_minutes = ctx.utc_offset_minutes;

@@ -13,7 +13,7 @@
 #include <memory>
 
 #include "common/privsep/service.hpp"
-#include "smtpd/server.hpp"
+#include "common/smtpserver/server.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 // LeakSanitizer's exit-time check needs /proc, which does not exist inside
@@ -26,13 +26,13 @@ extern "C" int __lsan_is_turned_off() {
 #endif
 
 int main(int argc, char** argv) {
-    std::unique_ptr<pbx::smtpd::Server> server;
+    std::unique_ptr<pbx::smtpserver::Server> server;
     pbx::ServiceSpec spec{
         .name = "smtpd",
         .user = "pbx-smtpd",
         .chroot = pbx::Chroot::RuntimeDir,
         .pre_drop = [&](pbx::ServiceContext& ctx) -> pbx::Status {
-            auto s = pbx::smtpd::Server::prepare(ctx);
+            auto s = pbx::smtpserver::Server::prepare(ctx);
             if (!s) return pbx::Err{s.error()};
             server = std::move(s).value();
             return {};

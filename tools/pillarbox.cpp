@@ -28,7 +28,11 @@ constexpr const char* kUsage =
     "  config show [--all]      print the settings the file sets (--all: every key)\n"
     "  queue list [--json]      the queue, as mailq(1) prints it\n"
     "  queue show|hold|release|delete ID [--json]\n"
-    "  queue flush              retry every deferred message now\n";
+    "  queue flush              retry every deferred message now\n"
+    "  user add NAME [...]      add a virtual user (password from the terminal or --stdin)\n"
+    "  user passwd NAME         change a virtual user's password\n"
+    "  user del NAME            remove a virtual user (the mailbox is kept)\n"
+    "  user list [--json]       the virtual users (never their hashes)\n";
 
 int usage() {
     std::fputs(kUsage, stderr);

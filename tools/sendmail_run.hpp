@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/config/config.hpp"
-#include "tools/mail_headers.hpp"
+#include "common/smtp/mail_headers.hpp"
 #include "tools/mail_input.hpp"
 #include "tools/submit.hpp"
 

@@ -87,6 +87,7 @@ ResolverSettings ResolverSettings::from_config(const config::Config& cfg) {
     s.system_users = cfg.boolean("system_users");
     s.default_privs = cfg.str("default_privs");
     s.home_mailbox = cfg.str("home_mailbox");
+    s.sender_map = cfg.list("submission_sender_map");
     return s;
 }
 

@@ -43,9 +43,11 @@ struct ResolverSettings {
     // System users' mailbox relative to their home ("Maildir/": a Maildir,
     // "Mailbox": an mbox); empty: /var/mail/NAME (mbox).
     std::string home_mailbox;
+    // submission_sender_map as written (senders.hpp parses it).
+    std::vector<std::string> sender_map;
 
-    // From the keys default_privs, domains, home_mailbox, recipient_delimiter
-    // and system_users.
+    // From the keys default_privs, domains, home_mailbox, recipient_delimiter,
+    // system_users and submission_sender_map.
     static ResolverSettings from_config(const config::Config& cfg);
     // Case-insensitive; a trailing dot never matches.
     bool is_local_domain(std::string_view domain) const;

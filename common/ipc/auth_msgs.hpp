@@ -29,6 +29,12 @@
 //         kind forward: re-submit the message to the address `target` (a
 //                       domain that is not ours); user "" and uid/gid 0
 //       uid and gid are never 0 for mailbox, pipe and file.
+//   owns{id, user, address}    → owns_result{id, status}
+//       may the authenticated `user` (verify's canonical name) use `address`
+//       as envelope sender or in From:? status: yes | no | tempfail. Yes for
+//       the user's own addresses in our domains (with any +detail), aliases
+//       that expand to the user, and submission_sender_map (which may also
+//       allow any address). Only submitd may ask.
 //
 //   login{id, user, password, client_address, service}
 //                               → login_result{id, status, user?, ticket?}
@@ -109,6 +115,15 @@ inline constexpr FieldSpec kResolveResultFields[] = {
     {"format", Kind::Str, kOptional, kRepeated},      // maildir | mbox
     {"dotforward", Kind::U64, kOptional, kRepeated},  // 1: read ~/.forward first
 };
+inline constexpr FieldSpec kOwnsFields[] = {
+    {"id", Kind::U64, kRequired},
+    {"user", Kind::Str, kRequired},
+    {"address", Kind::Str, kRequired},  // "" is the null sender
+};
+inline constexpr FieldSpec kOwnsResultFields[] = {
+    {"id", Kind::U64, kRequired},      // the request's
+    {"status", Kind::Str, kRequired},  // yes | no | tempfail
+};
 
 // The login/session split (13-18).
 inline constexpr std::chrono::seconds kTicketLifetime{30};
@@ -146,10 +161,11 @@ inline constexpr FieldSpec kRelayCheckResultFields[] = {
 
 // clang-format off
 inline constexpr MessageSpec kMessages[] = {
-    {1, "domain", kDomainFields}, {2, "domain_result", kDomainResultFields},
-    {3, "rcpt", kRcptFields},     {4, "rcpt_result", kRcptResultFields},
-    {5, "verify", kVerifyFields}, {6, "verify_result", kVerifyResultFields},
+    {1, "domain", kDomainFields},   {2, "domain_result", kDomainResultFields},
+    {3, "rcpt", kRcptFields},       {4, "rcpt_result", kRcptResultFields},
+    {5, "verify", kVerifyFields},   {6, "verify_result", kVerifyResultFields},
     {7, "resolve", kResolveFields}, {8, "resolve_result", kResolveResultFields},
+    {9, "owns", kOwnsFields},       {10, "owns_result", kOwnsResultFields},
     {13, "login", kLoginFields}, {14, "login_result", kLoginResultFields},
     {15, "redeem", kRedeemFields}, {16, "redeem_result", kRedeemResultFields},
     {17, "relay_check", kRelayCheckFields}, {18, "relay_check_result", kRelayCheckResultFields},

@@ -265,6 +265,15 @@ void Engine::act_mail(Parsed& p) {
     envelope_.envid = std::move(args.envid);
     envelope_.protocol =
         protocol_name(esmtp_, envelope_.smtputf8, session_.tls_active, policy_.authenticated);
+    if (policy_.check_sender) {
+        out_.push_back(CheckSender{envelope_.mail_from});
+        wait_ = Wait::Sender;
+        return;
+    }
+    accept_sender();
+}
+
+void Engine::accept_sender() {
     state_ = kMail;
     reply(250, "2.1.0", "Ok");
 }
@@ -287,6 +296,12 @@ void Engine::act_rcpt(Parsed& p) {
             bad(554, "5.7.1", "<" + args.to.str() + ">: Relay access denied");
             return;
         case RelayDecision::Relay:
+            if (policy_.check_relay) {
+                out_.push_back(LookupRecipient{args.to, true});
+                pending_rcpt_ = std::move(args);
+                wait_ = Wait::Recipient;
+                return;
+            }
             accept_recipient(args, args.to.str());
             return;
         case RelayDecision::Local:

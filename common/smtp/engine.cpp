@@ -16,6 +16,11 @@ void append_sanitized(std::string& out, std::string_view text) {
     for (unsigned char c : text) out += (c < 0x20 || c == 0x7F) ? '?' : static_cast<char>(c);
 }
 
+// A refusal code from the glue: 4xx or 5xx.
+bool valid_code(int code) {
+    return code >= 400 && code <= 599;
+}
+
 }  // namespace
 
 Limits limits_from_config(const config::Config& config) {
@@ -425,6 +430,31 @@ bool Engine::recipient_result(const RecipientResult& result) {
         case RecipientResult::Kind::TempFail:
             reply(451, "4.3.0", "<" + addr + ">: Temporary lookup failure, try again later");
             break;
+        case RecipientResult::Kind::Refused:
+            reply(valid_code(result.refusal.code) ? result.refusal.code : 550,
+                  result.refusal.enhanced, result.refusal.text);
+            break;
+    }
+    process();
+    return true;
+}
+
+bool Engine::sender_result(const SenderResult& result) {
+    if (closed_ || wait_ != Wait::Sender) return false;
+    wait_ = Wait::None;
+    switch (result.kind) {
+        case SenderResult::Kind::Accept:
+            accept_sender();
+            break;
+        case SenderResult::Kind::Refused:
+            reply(valid_code(result.refusal.code) ? result.refusal.code : 550,
+                  result.refusal.enhanced, result.refusal.text);
+            envelope_ = Envelope{};
+            break;
+        case SenderResult::Kind::TempFail:
+            reply(451, "4.3.0", "Temporary sender check failure, try again later");
+            envelope_ = Envelope{};
+            break;
     }
     process();
     return true;
@@ -445,7 +475,8 @@ bool Engine::message_result(const MessageResult& result) {
         case MessageResult::Kind::PermFail: {
             bool valid = result.enhanced.size() >= 5 && result.enhanced[0] == '5' &&
                          result.enhanced[1] == '.';
-            reply(554, valid ? std::string_view(result.enhanced) : "5.3.0",
+            const bool code_ok = result.code >= 550 && result.code <= 559;
+            reply(code_ok ? result.code : 554, valid ? std::string_view(result.enhanced) : "5.3.0",
                   result.text.empty() ? "Error: message refused" : result.text);
             break;
         }

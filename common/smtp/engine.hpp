@@ -8,7 +8,11 @@
 //   on readable:  if (e.wants_input()) { n = e.feed(bytes); drain n; }
 //   after every call: for (auto& o : e.take_output()) handle(o);
 //     Reply          write the bytes to the client, in order
-//     LookupRecipient ask authd; later e.recipient_result(...)
+//     LookupRecipient ask authd; later e.recipient_result(...) (with
+//                    relay set, Policy::check_relay: a recipient elsewhere
+//                    that the glue only vets, e.g. against a rate limit)
+//     CheckSender    (Policy::check_sender) vet MAIL FROM; later
+//                    e.sender_result(...)
 //     BeginMessage   open an enqueue transaction with the envelope
 //     MessageChunk   stream the bytes to the queue-manager
 //     EndMessage     commit; later e.message_result(...)
@@ -91,7 +95,11 @@ struct Reply {
     std::string text;  // one or more lines, each ending in CRLF
 };
 struct LookupRecipient {
-    Address address;  // domain empty: bare "postmaster"
+    Address address;     // domain empty: bare "postmaster"
+    bool relay = false;  // not ours: vet it, do not look it up
+};
+struct CheckSender {
+    std::string address;  // MAIL FROM as given; "" is the null sender
 };
 struct BeginMessage {
     Envelope envelope;
@@ -113,28 +121,48 @@ struct Authenticate {
 };
 struct Close {};
 
-using Output = std::variant<Reply, LookupRecipient, BeginMessage, MessageChunk, EndMessage,
-                            AbortMessage, StartTls, InputDiscarded, Authenticate, Close>;
+using Output =
+    std::variant<Reply, LookupRecipient, BeginMessage, MessageChunk, EndMessage, AbortMessage,
+                 StartTls, InputDiscarded, Authenticate, Close, CheckSender>;
+
+// A refusal the glue decided (policy, rate limit): the reply as given.
+struct PolicyRefusal {
+    int code = 550;
+    std::string enhanced;  // "5.7.1"
+    std::string text;
+};
 
 // ---- answers from the glue --------------------------------------------
 struct RecipientResult {
-    enum class Kind { Found, Unknown, TempFail } kind;
+    enum class Kind { Found, Unknown, TempFail, Refused } kind;
     std::string canonical;  // Found: the address as authd resolved it
+    PolicyRefusal refusal;  // Refused
+    static RecipientResult refused(PolicyRefusal r) { return {Kind::Refused, {}, std::move(r)}; }
     static RecipientResult found(std::string canonical) {
-        return {Kind::Found, std::move(canonical)};
+        return {Kind::Found, std::move(canonical), {}};
     }
-    static RecipientResult unknown() { return {Kind::Unknown, {}}; }
-    static RecipientResult temp_fail() { return {Kind::TempFail, {}}; }
+    static RecipientResult unknown() { return {Kind::Unknown, {}, {}}; }
+    static RecipientResult temp_fail() { return {Kind::TempFail, {}, {}}; }
+};
+
+struct SenderResult {
+    enum class Kind { Accept, Refused, TempFail } kind;
+    PolicyRefusal refusal;  // Refused
+    static SenderResult accept() { return {Kind::Accept, {}}; }
+    static SenderResult refused(PolicyRefusal r) { return {Kind::Refused, std::move(r)}; }
+    static SenderResult temp_fail() { return {Kind::TempFail, {}}; }
 };
 
 struct MessageResult {
     enum class Kind { Queued, TempFail, PermFail } kind;
     std::string text;      // Queued: the queue ID; otherwise the reason
     std::string enhanced;  // PermFail: the enhanced code, default 5.3.0
+    int code = 554;        // PermFail: 550..559 (553 for a sender policy refusal)
     static MessageResult queued(std::string id) { return {Kind::Queued, std::move(id), {}}; }
     static MessageResult temp_fail(std::string why) { return {Kind::TempFail, std::move(why), {}}; }
-    static MessageResult perm_fail(std::string why, std::string enhanced = "5.3.0") {
-        return {Kind::PermFail, std::move(why), std::move(enhanced)};
+    static MessageResult perm_fail(std::string why, std::string enhanced = "5.3.0",
+                                   int code = 554) {
+        return {Kind::PermFail, std::move(why), std::move(enhanced), code};
     }
 };
 
@@ -162,9 +190,11 @@ class Engine {
     bool wants_input() const;
     std::vector<Output> take_output();
 
-    // Answers to LookupRecipient, EndMessage, Authenticate and StartTls.
-    // Each returns false (and does nothing) when no such answer is pending.
+    // Answers to LookupRecipient, CheckSender, EndMessage, Authenticate and
+    // StartTls. Each returns false (and does nothing) when no such answer is
+    // pending.
     bool recipient_result(const RecipientResult& result);
+    bool sender_result(const SenderResult& result);
     bool message_result(const MessageResult& result);
     bool auth_result(const AuthResult& result);
     // The handshake succeeded: back to the pre-EHLO state (RFC 3207 4.2),
@@ -191,7 +221,7 @@ class Engine {
         kBdat = 8,   // at least one BDAT chunk accepted
     };
     enum class Mode { Command, Data, BdatChunk, Sasl };
-    enum class Wait { None, Recipient, Message, Auth, Tls };
+    enum class Wait { None, Recipient, Message, Auth, Tls, Sender };
 
     // A refused command: the reply, and whether it counts against
     // Limits::max_bad_commands (client mistakes do; policy answers such as
@@ -236,6 +266,7 @@ class Engine {
     Refusal argument_refusal(const ArgProblem& problem, bool sender) const;
     std::string ehlo_reply() const;
     void accept_recipient(const RcptArgs& args, std::string canonical);
+    void accept_sender();
 
     std::optional<Refusal> check_helo(std::string_view args, Parsed& p) const;
     std::optional<Refusal> check_no_args(std::string_view args, Parsed& p) const;

@@ -74,6 +74,11 @@ std::string received_header(const ReceivedInfo& info) {
     h += " [";
     h += sanitize(info.client_ip, "()\\ []");
     h += "])\r\n";
+    if (!info.auth_user.empty()) {
+        h += "\t(Authenticated sender: ";
+        h += comment_safe(info.auth_user);
+        h += ")\r\n";
+    }
     if (!info.tls_details.empty()) {
         h += "\t(using ";
         h += nested_comment_safe(info.tls_details);

@@ -19,6 +19,9 @@ struct ReceivedInfo {
     std::string_view
         tls_details;  // e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
     std::string_view queue_id;
+    // The SMTP AUTH user, shown as "(Authenticated sender: NAME)" when not
+    // empty (submitd sends it only with submission_received_auth = yes).
+    std::string_view auth_user;
     std::string_view recipient;  // only when the message has exactly one recipient
     std::time_t when = 0;
     int utc_offset_minutes = 0;  // the glue knows the zone; this function stays pure

@@ -38,6 +38,10 @@ struct Policy {
     bool auth_offered = false;      // AUTH PLAIN LOGIN advertised and accepted
     bool auth_required = false;     // MAIL refused (530 5.7.0) until authenticated
     bool auth_requires_tls = true;  // AUTH hidden before TLS; 538 5.7.11 if tried
+    // Submission: the glue vets every sender (CheckSender: ownership, rate)
+    // and every relayed recipient (LookupRecipient with relay set: rate).
+    bool check_sender = false;
+    bool check_relay = false;
 
     bool may_relay() const { return client_trusted || pop_before_smtp || authenticated; }
     bool is_local_domain(std::string_view domain) const;

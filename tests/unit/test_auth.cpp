@@ -10,8 +10,10 @@
 #include "common/auth/aliases.hpp"
 #include "common/auth/password.hpp"
 #include "common/auth/resolve.hpp"
+#include "common/auth/senders.hpp"
 #include "common/auth/throttle.hpp"
 #include "common/auth/users.hpp"
+#include "common/auth/users_edit.hpp"
 #include "common/config/config.hpp"
 #include "tests/unit/test_auth_tables.hpp"
 
@@ -540,4 +542,150 @@ TEST_CASE("throttle: the counters stay bounded", "[auth][throttle]") {
     for (int i = 0; i < 100; ++i) d.record_failure("old-" + std::to_string(i), now);
     d.record_failure("new", now + std::chrono::hours(10));
     CHECK(d.tracked() == 1);
+}
+
+TEST_CASE("sender ownership table", "[auth][senders]") {
+    auto users = users_of(
+        "alice:x:5000:5000:/var/vmail/alice:\n"
+        "bob:x:5000:5000:/var/vmail/bob:\n"
+        "admin:x:5000:5000:/var/vmail/admin:\n");
+    auto aliases = aliases_of(
+        "staff: alice, bob\n"
+        "team: staff\n"
+        "sales: \\alice\n"
+        "ext: someone@elsewhere.example\n"
+        "loop1: loop2\n"
+        "loop2: loop1\n"
+        "pipe: \"|/bin/true\"\n"
+        "postmaster: admin\n");
+    FakeSystemUsers sys;
+    sys.accounts["carol"] = {1001, "$6$x"};
+    sys.accounts["daemon"] = {1, "*"};
+    ResolverSettings s;
+    s.domains = {"example.org", "example.net"};
+    s.system_users = true;
+    auto map = parse_sender_map({"alice:Info@Partner.example", "bob:@lists.example", "admin:*"});
+    REQUIRE(map.ok());
+
+    struct Case {
+        const char* user;
+        const char* address;
+        bool owned;
+    };
+    const Case cases[] = {
+        {"alice", "alice@example.org", true},
+        {"alice", "ALICE@Example.NET", true},
+        {"Alice", "alice@example.org", true},
+        {"alice", "alice+news@example.org", true},
+        {"alice", "\"alice\"@example.org", true},
+        {"alice", "", true},                          // the null sender
+        {"alice", "bob@example.org", false},          // someone else
+        {"alice", "alice@elsewhere.example", false},  // not our domain
+        {"alice", "alice@example.org.", false},
+        {"alice", "alice", false},             // a bare name is no sender
+        {"alice", "staff@example.org", true},  // an alias that reaches her
+        {"bob", "staff@example.org", true},
+        {"bob", "team@example.org", true},  // nested
+        {"carol", "staff@example.org", false},
+        {"alice", "sales@example.org", true},  // \alice
+        {"bob", "sales@example.org", false},
+        {"alice", "ext@example.org", false},
+        {"alice", "loop1@example.org", false},  // a loop ends, owned by nobody
+        {"alice", "pipe@example.org", false},
+        {"alice", "postmaster@example.org", false},
+        {"admin", "postmaster@example.org", true},
+        {"alice", "nobody@example.org", false},
+        {"carol", "carol@example.net", true},     // a system user
+        {"daemon", "daemon@example.org", false},  // not a regular account
+        {"alice", "info@partner.example", true},  // the map, any case
+        {"alice", "sales@partner.example", false},
+        {"bob", "anything@lists.example", true},
+        {"bob", "x@sub.lists.example", false},
+        {"bob", "alice@example.org", false},
+        {"admin", "ceo@bank.example", true},  // user:*
+        {"", "alice@example.org", false},
+    };
+    for (const auto& c : cases) {
+        INFO(c.user << " " << c.address);
+        CHECK(owns_sender(c.user, c.address, *map, s, users, aliases, sys) == c.owned);
+    }
+
+    // Bounds: a long chain of aliases is cut, not followed without end.
+    std::string chain;
+    for (int i = 0; i < 30; ++i)
+        chain += "a" + std::to_string(i) + ": a" + std::to_string(i + 1) + "\n";
+    chain += "a30: alice\n";
+    auto deep = aliases_of(chain);
+    CHECK(owns_sender("alice", "a25@example.org", {}, s, users, deep, sys));
+    CHECK_FALSE(owns_sender("alice", "a0@example.org", {}, s, users, deep, sys));
+}
+
+TEST_CASE("sender map entries", "[auth][senders]") {
+    CHECK(parse_sender_map({}).ok());
+    auto ok = parse_sender_map({"Alice:X@Y.example", "bob:@d.example", "carol:*"});
+    REQUIRE(ok.ok());
+    CHECK(ok->at(0).user == "alice");
+    CHECK(ok->at(0).pattern == "x@y.example");
+    for (const char* bad : {"alice", "alice:", ":x@y", "alice:x", "alice:x@", "Al/ice:x@y",
+                            "alice:a b@c", "alice:@"}) {
+        INFO(bad);
+        auto r = parse_sender_map({bad});
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().find(bad) != std::string::npos);
+    }
+}
+
+TEST_CASE("users file edits keep everything else", "[auth][users][edit]") {
+    const std::string text =
+        "# users\n"
+        "alice:$6$a:5000:5000:/var/vmail/alice:\n"
+        "\n"
+        "bob:$6$b:5000:5000:/var/vmail/bob:mbox\n";
+    VirtualUser carol;
+    carol.name = "carol";
+    carol.password_hash = "$y$c";
+    carol.uid = 5000;
+    carol.gid = 5001;
+    carol.home = "/var/vmail/carol";
+    auto added = users_add(text, carol, "");
+    REQUIRE(added.ok());
+    CHECK(*added == text + "carol:$y$c:5000:5001:/var/vmail/carol:\n");
+    CHECK_FALSE(users_add(*added, carol, "").ok());                 // exists
+    CHECK_FALSE(users_add("alice:x:1:1:/a:", carol, "../x").ok());  // invalid result
+    auto noeol = users_add("alice:x:1:1:/a:", carol, "");
+    REQUIRE(noeol.ok());
+    CHECK(*noeol == "alice:x:1:1:/a:\ncarol:$y$c:5000:5001:/var/vmail/carol:\n");
+
+    auto changed = users_set_hash(text, "bob", "$y$new");
+    REQUIRE(changed.ok());
+    CHECK(*changed ==
+          "# users\nalice:$6$a:5000:5000:/var/vmail/alice:\n\n"
+          "bob:$y$new:5000:5000:/var/vmail/bob:mbox\n");
+    CHECK_FALSE(users_set_hash(text, "nobody", "$y$x").ok());
+    CHECK_FALSE(users_set_hash(text, "bob", "bad:hash").ok());
+
+    auto removed = users_remove(text, "alice");
+    REQUIRE(removed.ok());
+    CHECK(*removed == "# users\n\nbob:$6$b:5000:5000:/var/vmail/bob:mbox\n");
+    CHECK_FALSE(users_remove(text, "carol").ok());
+    CHECK_FALSE(users_remove(text, "# users").ok());
+
+    auto table = users_of(text + "dave:*:1:1:/d:\"x\n");
+    const std::string json = users_json(table);
+    CHECK(json.find("\"name\":\"alice\"") != std::string::npos);
+    CHECK(json.find("$6$") == std::string::npos);  // never the hashes
+    CHECK(json.find("\"mailbox\":\"/d/\\\"x\"") != std::string::npos);
+    CHECK(json.find("\"login\":false") != std::string::npos);
+    CHECK(json.front() == '[');
+}
+
+TEST_CASE("crypt_hash makes each scheme and verifies", "[auth][password]") {
+    for (const char* prefix : {"$y$", "$6$", "$2b$"}) {
+        INFO(prefix);
+        auto h = crypt_hash("s3cret", prefix);
+        REQUIRE(h.ok());
+        CHECK(h->rfind(prefix, 0) == 0);
+        CHECK(crypt_verify("s3cret", *h));
+        CHECK_FALSE(crypt_verify("s3cret!", *h));
+    }
 }

@@ -28,14 +28,14 @@
 #include "common/ipc/channel.hpp"
 #include "common/ipc/queue_msgs.hpp"
 #include "common/privsep/service.hpp"
-#include "smtpd/auth_client.hpp"
-#include "smtpd/enqueue.hpp"
-#include "smtpd/feed.hpp"
-#include "smtpd/server.hpp"
+#include "common/smtpserver/auth_client.hpp"
+#include "common/smtpserver/enqueue.hpp"
+#include "common/smtpserver/feed.hpp"
+#include "common/smtpserver/server.hpp"
 #include "tests/unit/test_event_common.hpp"
 
 using namespace std::chrono_literals;
-using namespace pbx::smtpd;
+using namespace pbx::smtpserver;
 using eventtest::run_until;
 using eventtest::TempDir;
 using pbx::UniqueFd;
@@ -689,4 +689,32 @@ TEST_CASE("session: pregreet, timeout and shutdown", "[smtpd][session]") {
         t.join();
         CHECK(r.rfind("421 4.3.2", 0) == 0);
     }
+}
+
+TEST_CASE("RateLimiter: sliding hour per user, bounded", "[smtpd][submission][rate]") {
+    using Clock = RateLimiter::Clock;
+    RateLimiter::Limits lim;
+    lim.messages_per_hour = 3;
+    lim.recipients_per_hour = 5;
+    RateLimiter r(lim);
+    const Clock::time_point t0 = Clock::time_point{} + std::chrono::hours(100);
+    for (int i = 0; i < 3; ++i) CHECK(r.take_message("alice", t0 + std::chrono::minutes(i)));
+    CHECK_FALSE(r.take_message("alice", t0 + std::chrono::minutes(10)));
+    CHECK(r.take_message("bob", t0 + std::chrono::minutes(10)));  // per user
+    CHECK(r.messages("alice", t0 + std::chrono::minutes(10)) == 3);
+    // The first one leaves the window an hour after it came.
+    CHECK_FALSE(r.take_message("alice", t0 + std::chrono::minutes(59)));
+    CHECK(r.take_message("alice", t0 + std::chrono::minutes(60)));
+    CHECK_FALSE(r.take_message("alice", t0 + std::chrono::minutes(60)));
+    for (int i = 0; i < 5; ++i) CHECK(r.take_recipient("alice", t0));
+    CHECK_FALSE(r.take_recipient("alice", t0));
+    CHECK(r.recipients("alice", t0) == 5);
+    // Idle users are forgotten.
+    CHECK(r.users() == 2);
+    CHECK(r.take_message("carol", t0 + std::chrono::hours(5)));
+    CHECK(r.users() == 1);
+    // 0 means no limit, and nothing is kept for it.
+    RateLimiter none(RateLimiter::Limits{});
+    for (int i = 0; i < 1000; ++i) CHECK(none.take_recipient("alice", t0));
+    CHECK(none.users() == 0);
 }

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/mail_headers.hpp"
+#include "common/smtp/mail_headers.hpp"
 
 using namespace pbx;
 using namespace pbx::mail;

@@ -21,6 +21,7 @@ enum class Setup {
     Msa,       // submission on 465: TLS active, AUTH required
     MsaPlain,  // submission on 587 before STARTTLS: TLS and AUTH required
     Trusted,   // port 25, client in trusted_networks
+    Submit,    // submitd on 465: TLS, AUTH required, senders and relays vetted
 };
 
 struct Fixture {
@@ -58,6 +59,15 @@ struct Fixture {
                 policy.starttls_offered = true;
                 policy.client_trusted = true;
                 break;
+            case Setup::Submit:
+                session.tls_active = true;
+                session.tls = TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256};
+                policy.auth_offered = true;
+                policy.auth_required = true;
+                policy.tls_required = true;
+                policy.check_sender = true;
+                policy.check_relay = true;
+                break;
         }
     }
 };
@@ -65,7 +75,10 @@ struct Fixture {
 inline std::string render(const Output& o) {
     struct V {
         std::string operator()(const Reply& r) { return "R:" + r.text; }
-        std::string operator()(const LookupRecipient& l) { return "L:" + l.address.str(); }
+        std::string operator()(const LookupRecipient& l) {
+            return (l.relay ? "V:" : "L:") + l.address.str();
+        }
+        std::string operator()(const CheckSender& c) { return "S:" + c.address; }
         std::string operator()(const BeginMessage& b) {
             std::string s = "B:<" + b.envelope.mail_from + "> " + b.envelope.protocol;
             for (const auto& r : b.envelope.recipients) s += " " + r.address + "=" + r.canonical;
@@ -196,7 +209,13 @@ class Driver {
             for (auto& o : outs) {
                 if (const auto* l = std::get_if<LookupRecipient>(&o)) {
                     answered = true;
-                    answer_lookup(l->address);
+                    if (l->relay)
+                        answer_relay(l->address);
+                    else
+                        answer_lookup(l->address);
+                } else if (const auto* c = std::get_if<CheckSender>(&o)) {
+                    answered = true;
+                    answer_sender(c->address);
                 } else if (std::holds_alternative<EndMessage>(o)) {
                     answered = true;
                     engine_.message_result(MessageResult::queued("Q" + std::to_string(++queued_)));
@@ -223,6 +242,32 @@ class Driver {
             engine_.recipient_result(RecipientResult::found(lower));
         } else {
             engine_.recipient_result(RecipientResult::unknown());
+        }
+    }
+
+    // The submission glue's vetting: "user" owns user@example.com and the
+    // null sender; "tempfail@" senders fail for now; "ratelimited@"
+    // recipients are over the hourly limit.
+    void answer_sender(const std::string& address) {
+        if (address.rfind("tempfail@", 0) == 0) {
+            engine_.sender_result(SenderResult::temp_fail());
+        } else if (address.empty() || address == "user@example.com") {
+            engine_.sender_result(SenderResult::accept());
+        } else if (address == "busy@example.com") {
+            engine_.sender_result(SenderResult::refused(
+                {450, "4.7.1", "Error: too many messages per hour, try again later"}));
+        } else {
+            engine_.sender_result(SenderResult::refused(
+                {553, "5.7.1", "<" + address + ">: Sender address not owned by user"}));
+        }
+    }
+
+    void answer_relay(const Address& a) {
+        if (a.local == "ratelimited") {
+            engine_.recipient_result(RecipientResult::refused(
+                {450, "4.7.1", "Error: too many recipients per hour, try again later"}));
+        } else {
+            engine_.recipient_result(RecipientResult::found(a.str()));
         }
     }
 

@@ -24,7 +24,7 @@
 #include "common/ipc/channel.hpp"
 #include "common/smtp/envelope.hpp"
 
-namespace pbx::smtpd {
+namespace pbx::smtpserver {
 
 struct EnqueueResult {
     enum class Kind { Queued, TempFail, PermFail } kind = Kind::TempFail;
@@ -32,7 +32,8 @@ struct EnqueueResult {
 };
 
 // The begin and rcpt frames of a transaction, from the engine's envelope.
-ipc::Message begin_frame(const smtp::Envelope& env);
+// origin: "smtp" (smtpd) or "submission" (submitd).
+ipc::Message begin_frame(const smtp::Envelope& env, std::string_view origin = "smtp");
 ipc::Message rcpt_frame(const smtp::EnvelopeRecipient& r);
 
 class EnqueueClient {
@@ -46,7 +47,7 @@ class EnqueueClient {
 
     // Starts a transaction. A failure (queue-manager unreachable) is kept
     // and reported by end(); chunks are dropped meanwhile.
-    void begin(const smtp::Envelope& env);
+    void begin(const smtp::Envelope& env, std::string_view origin = "smtp");
     void chunk(std::string_view bytes);
     // Commits; `done` is called once, from the event loop. The timeout runs
     // from here to the queue-manager's answer.
@@ -77,4 +78,4 @@ class EnqueueClient {
     EventPtr timer_;
 };
 
-}  // namespace pbx::smtpd
+}  // namespace pbx::smtpserver

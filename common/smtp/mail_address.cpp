@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "tools/mail_headers.hpp"
+#include "common/smtp/mail_headers.hpp"
 
 namespace pbx::mail {
 namespace {

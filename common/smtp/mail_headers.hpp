@@ -1,4 +1,4 @@
-// The message side of sendmail(1): the RFC 5322 header section, address
+// The RFC 5322 message side of sendmail(1) and submitd: the header section, address
 // lists (To:, Cc:, Bcc: for -t, and the recipient arguments), and the fix-ups
 // of a locally submitted message (missing From:, Date:, Message-ID:; Bcc:
 // removed). Pure functions over std::string_view with named limits: they

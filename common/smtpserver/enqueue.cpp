@@ -1,15 +1,15 @@
-#include "smtpd/enqueue.hpp"
+#include "common/smtpserver/enqueue.hpp"
 
 #include "common/ipc/queue_msgs.hpp"
 #include "common/log.hpp"
 
-namespace pbx::smtpd {
+namespace pbx::smtpserver {
 
 namespace qm = ipc::queue;
 
-ipc::Message begin_frame(const smtp::Envelope& env) {
+ipc::Message begin_frame(const smtp::Envelope& env, std::string_view origin) {
     auto m = ipc::Message::named(qm::kProtocol, "begin");
-    m.set_str("origin", "smtp");
+    m.set_str("origin", origin);
     m.set_str("sender", env.mail_from);
     m.set_str("protocol", env.protocol);
     if (!env.client_ip.empty()) m.set_str("client_address", env.client_ip);
@@ -67,7 +67,7 @@ void EnqueueClient::fail(std::string why) {
     }
 }
 
-void EnqueueClient::begin(const smtp::Envelope& env) {
+void EnqueueClient::begin(const smtp::Envelope& env, std::string_view origin) {
     state_ = State::Sending;
     failure_.clear();
     if (!ensure_connected()) {
@@ -75,7 +75,7 @@ void EnqueueClient::begin(const smtp::Envelope& env) {
         log::warn(failure_);
         return;
     }
-    if (!send(begin_frame(env))) return;
+    if (!send(begin_frame(env, origin))) return;
     for (const auto& r : env.recipients)
         if (!send(rcpt_frame(r))) return;
 }
@@ -185,4 +185,4 @@ void EnqueueClient::on_close(const ipc::IpcError& e) {
     }
 }
 
-}  // namespace pbx::smtpd
+}  // namespace pbx::smtpserver

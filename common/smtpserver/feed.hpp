@@ -18,7 +18,7 @@
 
 #include "common/smtp/engine.hpp"
 
-namespace pbx::smtpd {
+namespace pbx::smtpserver {
 
 // The first bytes of `input` to feed the engine in `phase` (never 0 for
 // non-empty input): in Command phase up to and including the first LF; in
@@ -66,4 +66,4 @@ class CommandStats {
     size_t last_ = kNone;
 };
 
-}  // namespace pbx::smtpd
+}  // namespace pbx::smtpserver

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <set>
 
-#include "tools/mail_headers.hpp"
+#include "common/smtp/mail_headers.hpp"
 
 namespace pbx::mail {
 namespace {

@@ -1,12 +1,12 @@
-#include "smtpd/server.hpp"
+#include "common/smtpserver/server.hpp"
 
 #include <unistd.h>
 
 #include "common/ipc/peers.hpp"
 #include "common/log.hpp"
-#include "smtpd/session.hpp"
+#include "common/smtpserver/session.hpp"
 
-namespace pbx::smtpd {
+namespace pbx::smtpserver {
 
 namespace {
 
@@ -20,8 +20,9 @@ std::chrono::milliseconds ms(std::chrono::seconds s) {
 
 }  // namespace
 
-Result<Settings> Settings::from_config(const config::Config& cfg) {
+Result<Settings> Settings::from_config(const config::Config& cfg, Role role) {
     Settings s;
+    s.role = role;
     s.hostname = cfg.str("myhostname");
     if (s.hostname.empty()) {
         char buf[256] = {};
@@ -40,22 +41,43 @@ Result<Settings> Settings::from_config(const config::Config& cfg) {
     s.connection_limits.max_total = static_cast<size_t>(cfg.integer("smtpd_max_connections"));
     s.connection_limits.max_per_ip =
         static_cast<size_t>(cfg.integer("smtpd_max_connections_per_ip"));
-    s.pop_before_smtp = std::chrono::minutes(cfg.integer("pop_before_smtp"));
+    if (role == Role::Mta) s.pop_before_smtp = std::chrono::minutes(cfg.integer("pop_before_smtp"));
+    if (role == Role::Submission) {
+        // Mail clients do not race ahead of the greeting: no pause.
+        s.greet_pause = std::chrono::milliseconds(0);
+        // Trusted networks relay on port 25 only; here everybody logs in.
+        s.trusted_networks = event::CidrList{};
+        const auto per_message = cfg.integer("submission_max_recipients");
+        if (per_message > 0)
+            s.limits.max_recipients =
+                std::min(s.limits.max_recipients, static_cast<size_t>(per_message));
+        s.auth_without_tls = cfg.boolean("submission_auth_without_tls");
+        s.received_auth = cfg.boolean("submission_received_auth");
+        s.rate_limits.messages_per_hour = static_cast<uint64_t>(
+            std::max<int64_t>(0, cfg.integer("submission_max_messages_per_hour")));
+        s.rate_limits.recipients_per_hour = static_cast<uint64_t>(
+            std::max<int64_t>(0, cfg.integer("submission_max_recipients_per_hour")));
+    }
     return s;
 }
 
 Server::~Server() = default;
 
-Result<std::unique_ptr<Server>> Server::prepare(const ServiceContext& ctx) {
+Result<std::unique_ptr<Server>> Server::prepare(const ServiceContext& ctx, Role role) {
     std::unique_ptr<Server> srv(new Server());
-    auto settings = Settings::from_config(ctx.config);
+    auto settings = Settings::from_config(ctx.config, role);
     if (!settings) return Err{settings.error()};
     srv->settings_ = std::move(settings).value();
+    srv->rates_ = RateLimiter(srv->settings_.rate_limits);
     // As root, before the drop: afterwards the key file is out of reach.
     auto tls = event::TlsContext::load_server(ctx.config.str("tls_cert_file"),
                                               ctx.config.str("tls_key_file"));
     if (tls) {
         srv->tls_.emplace(std::move(tls).value());
+    } else if (role == Role::Submission) {
+        // Passwords never cross the network in plaintext: without TLS
+        // submitd cannot offer AUTH, so it cannot take mail at all.
+        log::error("no TLS: submission needs TLS for AUTH: ", tls.error().message);
     } else if (tls.error().sys_errno == ENOENT) {
         log::info("STARTTLS not offered: ", tls.error().message);
     } else {
@@ -74,15 +96,25 @@ Status Server::start(ServiceContext& ctx) {
     stop_timer_.reset(evtimer_new(base_, stop_timer_cb, this));
     event::Acceptor::Options opt;
     opt.refusal = "421 4.7.0 " + settings_.hostname + " Error: too many connections\r\n";
+    const bool submission = settings_.role == Role::Submission;
     for (auto& l : ctx.listeners) {
-        if (l.name != "smtp") {
-            log::warn("ignoring inherited listener '", l.name, "': smtpd serves only smtp");
+        const bool ours =
+            submission ? (l.name == "submission" || l.name == "submissions") : l.name == "smtp";
+        if (!ours) {
+            log::warn("ignoring inherited listener '", l.name, "': ", ctx.name, " serves only ",
+                      submission ? "submission and submissions" : "smtp");
+            continue;
+        }
+        const bool implicit_tls = l.implicit_tls || l.name == "submissions";
+        if (implicit_tls && !tls_) {
+            log::error("listener '", l.name, "' needs TLS, which is not available; not serving it");
             continue;
         }
         auto acc = event::Acceptor::create(
             base_, l.fd.get(), limiter_, opt,
-            [this](UniqueFd fd, const event::PeerAddress& peer, event::ConnectionSlot slot) {
-                accept(std::move(fd), peer, std::move(slot));
+            [this, implicit_tls](UniqueFd fd, const event::PeerAddress& peer,
+                                 event::ConnectionSlot slot) {
+                accept(std::move(fd), peer, std::move(slot), implicit_tls);
             },
             [](const event::PeerAddress& peer, event::LimitHit why) {
                 log::warn("too many connections ",
@@ -90,22 +122,25 @@ Status Server::start(ServiceContext& ctx) {
                               ? "from unknown[" + peer.ip + "]"
                               : "in total; refused unknown[" + peer.ip + "]");
             });
-        if (!acc) return fail("smtp listener: " + acc.error().message);
+        if (!acc) return fail(l.name + " listener: " + acc.error().message);
         acceptors_.push_back(std::move(acc).value());
     }
-    if (acceptors_.empty()) return fail("no smtp listener was inherited from the master");
+    if (acceptors_.empty())
+        return fail(submission ? "no usable submission listener was inherited from the master"
+                               : "no smtp listener was inherited from the master");
     log::info("ready: ", acceptors_.size(), " listener(s), STARTTLS ",
               tls_ ? "offered" : "not offered", ", ", settings_.trusted_networks.networks().size(),
               " trusted network(s)");
     return {};
 }
 
-void Server::accept(UniqueFd fd, const event::PeerAddress& peer, event::ConnectionSlot slot) {
+void Server::accept(UniqueFd fd, const event::PeerAddress& peer, event::ConnectionSlot slot,
+                    bool implicit_tls) {
     if (stopping_) return;
     const uint64_t id = next_id_++;
     auto [it, inserted] =
         sessions_.emplace(id, std::make_unique<Session>(*this, id, peer, std::move(slot)));
-    if (!it->second->start(std::move(fd))) sessions_.erase(it);
+    if (!it->second->start(std::move(fd), implicit_tls)) sessions_.erase(it);
 }
 
 void Server::remove(uint64_t id) {
@@ -133,4 +168,4 @@ void Server::stop_timer_cb(evutil_socket_t, short, void* self) noexcept {
     event_base_loopexit(s->base_, nullptr);
 }
 
-}  // namespace pbx::smtpd
+}  // namespace pbx::smtpserver

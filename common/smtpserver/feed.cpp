@@ -1,6 +1,6 @@
-#include "smtpd/feed.hpp"
+#include "common/smtpserver/feed.hpp"
 
-namespace pbx::smtpd {
+namespace pbx::smtpserver {
 
 size_t next_feed_size(std::string_view input, smtp::Phase phase) {
     if (input.empty()) return 0;
@@ -123,4 +123,4 @@ std::string_view CommandStats::awaiting_verb() const {
     return awaiting_ == kNone ? std::string_view() : kNames[awaiting_];
 }
 
-}  // namespace pbx::smtpd
+}  // namespace pbx::smtpserver
