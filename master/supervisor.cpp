@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/ipc/channel.hpp"
+#include "common/ipc/peers.hpp"
 #include "common/log.hpp"
 #include "common/master_interface.hpp"
 #include "master/runtime.hpp"
@@ -24,6 +26,8 @@ namespace {
 
 // A child that lived at least this long is healthy: its next crash restarts at once.
 constexpr auto kHealthyUptime = std::chrono::seconds(10);
+// How long the first start waits for authd and the queue-manager to listen.
+constexpr auto kServerStartWait = std::chrono::seconds(5);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(10000);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(200);
 
@@ -162,6 +166,7 @@ Status Supervisor::apply_config(config::Config cfg, std::string text, bool initi
     ++generation_;
     log::set_debug(opts_.debug || config_.boolean("log_debug"));
 
+    bool servers_waited = !initial;
     for (const auto& def : kPrograms) {  // in start order
         Child& child = children_.at(std::string(def.name));
         const std::string name(def.name);
@@ -173,9 +178,41 @@ Status Supervisor::apply_config(config::Config cfg, std::string text, bool initi
                       std::strerror(errno));
             continue;
         }
+        if (def.listeners.size() > 0 && !servers_waited) {
+            wait_for_servers();
+            servers_waited = true;
+        }
         if (auto s = spawn(child); !s) log::error(name, ": cannot start: ", s.error().message);
     }
     return {};
+}
+
+// At the first start, the programs that face clients (smtpd, submitd, the
+// login processes) start only once authd and the queue-manager accept
+// connections on their sockets, or after a few seconds: otherwise the first
+// clients would meet "451 try again later" answers for a moment, which a
+// sending MTA tolerates but a user watching a login does not. Later restarts
+// of one program are not waited for: the others answer 4xx meanwhile.
+void Supervisor::wait_for_servers() {
+    std::vector<std::string> sockets;
+    std::string runtime = config_.str("runtime_dir");
+    for (const auto& [name, child] : children_) {
+        if (child.pid == 0) continue;
+        if (name == "authd") sockets.push_back(ipc::socket_path(runtime, ipc::Channel::Auth));
+        if (name == "queue-manager")
+            sockets.push_back(ipc::socket_path(runtime, ipc::Channel::Enqueue));
+    }
+    auto deadline = std::chrono::steady_clock::now() + kServerStartWait;
+    for (const std::string& path : sockets) {
+        for (;;) {
+            if (ipc::connect_unix(path)) break;  // the probe connection closes at once
+            if (std::chrono::steady_clock::now() >= deadline) {
+                log::warn(path, " does not accept connections yet; starting the listeners anyway");
+                return;
+            }
+            usleep(20 * 1000);
+        }
+    }
 }
 
 Status Supervisor::spawn(Child& child) {

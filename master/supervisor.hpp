@@ -79,6 +79,7 @@ class Supervisor {
 
     Status apply_config(config::Config cfg, std::string text, bool initial);
     Status spawn(Child& child);
+    void wait_for_servers();
     void schedule_restart(Child& child);
     void stop_child(Child& child);
     std::vector<const BoundListener*> listeners_of(const ProgramDef& def) const;
