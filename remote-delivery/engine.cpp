@@ -271,7 +271,7 @@ void Engine::Conn::connected(Result<UniqueFd> fd) {
     settings.tls = plain_ ? sc::TlsLevel::None : e_.tls_level(dest_);
     settings.tls_possible = e_.tls_ != nullptr;
     settings.limits = e_.config_.reply_limits;
-    if (e_.config_.relayhost)
+    if (dest_.hop.relay)
         if (const auto* cred = e_.config_.credentials.lookup(dest_.hop))
             settings.credentials = *cred;
     session_ = std::make_unique<sc::Session>(std::move(settings));
@@ -512,7 +512,12 @@ size_t Engine::waiting_jobs() const {
 }
 
 NextHop Engine::hop_for(const std::string& domain) const {
-    if (config_.relayhost) return *config_.relayhost;
+    if (auto hop = config_.relay_map.lookup(domain)) return *hop;
+    if (config_.relayhost) {
+        NextHop hop = *config_.relayhost;
+        hop.relay = true;
+        return hop;
+    }
     NextHop hop;
     hop.port = config_.smtp_port;
     if (!domain.empty() && domain.front() == '[' && domain.back() == ']') {

@@ -42,6 +42,7 @@ struct EngineConfig {
     std::string helo_name = "localhost";
     uint16_t smtp_port = 25;
     std::optional<NextHop> relayhost;
+    RelayMap relay_map;  // per recipient domain; before relayhost
     smtp::client::TlsLevel default_tls = smtp::client::TlsLevel::May;
     TlsPolicy tls_policy;
     Credentials credentials;

@@ -137,6 +137,31 @@ std::optional<smtp::client::TlsLevel> TlsPolicy::lookup(std::string_view destina
     return std::nullopt;
 }
 
+Result<RelayMap, std::string> RelayMap::parse(std::string_view text, uint16_t default_port) {
+    RelayMap m;
+    auto err = each_line(
+        text, [&](std::string_view key, std::string_view value) -> std::optional<std::string> {
+            auto hop = parse_nexthop(value, default_port);
+            if (!hop) return hop.error();
+            std::string k = lower(key);
+            if (m.entries_.count(k)) return "domain " + k + " is listed twice";
+            hop->relay = true;
+            m.entries_[k] = *hop;
+            return std::nullopt;
+        });
+    if (err) return Err{*err};
+    return m;
+}
+
+std::optional<NextHop> RelayMap::lookup(std::string_view domain) const {
+    std::string d = lower(domain);
+    if (auto it = entries_.find(d); it != entries_.end()) return it->second;
+    for (size_t dot = d.find('.'); dot != std::string::npos; dot = d.find('.', dot + 1))
+        if (auto it = entries_.find(std::string_view(d).substr(dot)); it != entries_.end())
+            return it->second;
+    return std::nullopt;
+}
+
 Result<Credentials, std::string> Credentials::parse(std::string_view text) {
     Credentials c;
     auto err = each_line(

@@ -6,6 +6,9 @@
 //                    line, level none | may | encrypt | verify; destination
 //                    a domain ("example.org"), its subdomains (".example.org")
 //                    or a relay host as written in relayhost ("[smtp.isp.net]:587").
+//   relay map        (relayhost_map) one "domain nexthop" per line: mail for
+//                    that domain (".example.org": its subdomains) goes to
+//                    that next hop instead of relayhost or the MX records.
 //   credentials      (relayhost_credentials) one "destination user:password"
 //                    per line for the smart host; destination as above.
 //
@@ -30,6 +33,7 @@ struct NextHop {
     std::string host;  // a name or an IP address, without brackets
     uint16_t port = 25;
     bool mx_lookup = true;  // false: "[host]" (or an address literal)
+    bool relay = false;     // a smart host (relayhost, relayhost_map): AUTH may apply
     // "[host]:port" / "host:port" / "host" as an administrator writes it,
     // lower case: the key of the tables.
     std::string key() const;
@@ -46,6 +50,18 @@ class TlsPolicy {
 
   private:
     std::map<std::string, smtp::client::TlsLevel, std::less<>> entries_;
+};
+
+// relayhost_map: "domain nexthop" per line; the domain as in the TLS policy
+// table (exact, or ".example.org" for its subdomains).
+class RelayMap {
+  public:
+    static Result<RelayMap, std::string> parse(std::string_view text, uint16_t default_port);
+    std::optional<NextHop> lookup(std::string_view domain) const;
+    size_t size() const { return entries_.size(); }
+
+  private:
+    std::map<std::string, NextHop, std::less<>> entries_;
 };
 
 class Credentials {

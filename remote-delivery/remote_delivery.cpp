@@ -79,6 +79,13 @@ Result<EngineConfig> engine_config(const config::Config& cfg) {
         if (!hop) return fail("relayhost: " + hop.error());
         c.relayhost = *hop;
     }
+    if (std::string path = cfg.str("relayhost_map"); !path.empty()) {
+        auto text = read_table_file(path, false);
+        if (!text) return Err{text.error()};
+        auto m = RelayMap::parse(*text, c.smtp_port);
+        if (!m) return fail(path + ": " + m.error());
+        c.relay_map = std::move(m).value();
+    }
     auto level = sc::parse_tls_level(cfg.str("remote_tls_level"));
     if (!level) return fail("remote_tls_level: expected none, may, encrypt or verify");
     c.default_tls = *level;

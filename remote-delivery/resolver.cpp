@@ -55,9 +55,10 @@ Result<std::unique_ptr<UnboundResolver>> UnboundResolver::create(const std::stri
     r->ctx_ = ub_ctx_create();
     if (!r->ctx_) return fail("ub_ctx_create failed");
     int err = 0;
+    // A resolver on the loopback (a local unbound, systemd-resolved's
+    // 127.0.0.53) is fine, whether named here or in /etc/resolv.conf.
+    (void)ub_ctx_set_option(r->ctx_, "do-not-query-localhost:", "no");
     if (!forwarder.empty()) {
-        // A forwarder on the loopback (a local unbound) is fine.
-        (void)ub_ctx_set_option(r->ctx_, "do-not-query-localhost:", "no");
         err = ub_ctx_set_fwd(r->ctx_, forwarder.c_str());
         if (err != 0)
             return fail("remote_resolver " + forwarder + ": " + std::string(ub_strerror(err)));

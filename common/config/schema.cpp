@@ -71,6 +71,8 @@ constexpr KeyDef kKeys[] = {
      "smart host for all outbound mail: [host]:port (no MX lookup) or host:port; empty = MX"},
     {"relayhost_credentials", Type::String, "",
      "file of 'destination user:password' for AUTH to the relay host (root-only, mode 600)"},
+    {"relayhost_map", Type::String, "",
+     "file of 'domain nexthop': a smart host per recipient domain, before relayhost"},
     {"remote_command_timeout", Type::Duration, "300s",
      "remote-delivery: wait for replies to STARTTLS, AUTH, MAIL, RCPT, RSET, QUIT"},
     {"remote_connect_timeout", Type::Duration, "30s", "remote-delivery: TCP connection timeout"},

@@ -436,7 +436,10 @@ class RemoteDeliveryTest(RemoteTestBase):
         policy = os.path.join(inst.dir, "tls_policy")
         with open(policy, "w") as f:
             f.write("# test policy\ntls.pbxtest verify\nbadtls.pbxtest verify\n")
-        inst.write_config({"remote_tls_policy_file": policy})
+        relay_map = os.path.join(inst.dir, "relay_map")
+        with open(relay_map, "w") as f:
+            f.write("# per-domain smart hosts\n.mapped.pbxtest [127.0.0.4]\n")
+        inst.write_config({"remote_tls_policy_file": policy, "relayhost_map": relay_map})
 
     def test_mx_preference_then_fallback_to_the_second_mx(self):
         m = self.mark()
@@ -600,6 +603,16 @@ class RemoteDeliveryTest(RemoteTestBase):
         self.assertEqual(o["dsn"], "5.6.7")
         self.assertIn("SMTPUTF8", o["reply"])
         self.assertEqual(sink.received("u8@implicit.pbxtest"), [])
+
+    def test_relayhost_map_per_domain(self):
+        # sub.mapped.pbxtest has no DNS records at all: the map sends it to
+        # [127.0.0.4] (the implicit sink) without any lookup.
+        m = self.mark()
+        send_mail(self.inst.port("smtp"), ["mapped@sub.mapped.pbxtest"])
+        o = self.outcome("mapped@sub.mapped.pbxtest", start=m)
+        self.assertEqual(o["status"], "sent", o.group(0))
+        self.assertEqual(o["relay"], "127.0.0.4[127.0.0.4]:%d" % self.port)
+        self.assertEqual(len(self.sinks["implicit"].received("mapped@sub.mapped.pbxtest")), 1)
 
     def test_privileges(self):
         pid = self.inst.wait_for_child("remote-delivery")

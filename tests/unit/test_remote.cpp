@@ -206,6 +206,23 @@ TEST_CASE("relay credentials") {
         CHECK_FALSE(Credentials::parse(b).ok());
 }
 
+TEST_CASE("relay map") {
+    auto m =
+        RelayMap::parse("example.org [smtp.isp.example]:587\n.example.net relay.example\n", 25);
+    REQUIRE(m.ok());
+    auto a = m->lookup("Example.ORG");
+    REQUIRE(a);
+    CHECK(a->key() == "[smtp.isp.example]:587");
+    CHECK(a->relay);
+    auto b = m->lookup("a.example.net");
+    REQUIRE(b);
+    CHECK(b->key() == "relay.example:25");
+    CHECK_FALSE(m->lookup("example.net"));
+    CHECK_FALSE(m->lookup("sub.example.org"));
+    CHECK_FALSE(RelayMap::parse("example.org [bad\n", 25).ok());
+    CHECK_FALSE(RelayMap::parse("example.org\n", 25).ok());
+}
+
 TEST_CASE("recipient domains") {
     CHECK(domain_of("bob@Example.NET") == "example.net");
     CHECK(domain_of("\"a@b\"@x.example") == "x.example");
