@@ -1,10 +1,12 @@
 #include "queue-manager/queue_manager.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -44,6 +46,8 @@ std::string system_host_name() {
 
 std::string client_of(const spool::Envelope& env) {
     if (env.origin == spool::Origin::Sendmail) return "uid=" + std::to_string(env.origin_uid);
+    if (env.origin == spool::Origin::Dsn || env.origin == spool::Origin::PostmasterNotice)
+        return "origin=" + std::string(spool::to_string(env.origin));
     return "client=" +
            (env.client_hostname.empty() ? std::string("unknown") : env.client_hostname) + "[" +
            env.client_address + "]";
@@ -71,6 +75,13 @@ Settings Settings::from_config(const config::Config& cfg) {
     s.scheduler.policy = RetryPolicy::from_config(cfg);
     s.scheduler.local_domains = s.policy.domains;
     s.scheduler.local_domains.push_back(s.policy.myhostname);
+    s.scheduler.notices.delay_warning = cfg.duration("delay_warning_time");
+    s.scheduler.notices.lifetime = s.scheduler.policy.maximal_lifetime;
+    s.scheduler.notices.postmaster = cfg.str("bounce_notice_recipient");
+    if (s.scheduler.notices.postmaster.find('@') == std::string::npos)
+        s.scheduler.notices.postmaster += "@" + s.policy.myhostname;
+    s.scheduler.notices.local_domains = s.scheduler.local_domains;
+    s.bounce_size_limit = cfg.size("bounce_size_limit");
     return s;
 }
 
@@ -103,6 +114,7 @@ Result<std::unique_ptr<QueueManager>> QueueManager::start(event_base* base, Sett
     qm->scheduler_ =
         std::make_unique<Scheduler>(qm->store_, *qm->agents_, qm->settings_.scheduler, now_seconds);
     qm->scheduler_->set_on_change([p = qm.get()] { p->wake_scheduler(); });
+    qm->scheduler_->set_notifier(qm.get());
     if (auto s = qm->start_timers(); !s) return Err{s.error()};
     if (auto s = qm->listen(std::move(peers)); !s) return Err{s.error()};
     qm->scan_maildrop();
@@ -120,12 +132,17 @@ Status QueueManager::recover() {
     size_t held = 0;
     for (auto& le : report->entries) {
         held += le.held ? 1 : 0;
-        Seconds due = Scheduler::due_of(le.env);
         spool::QueueId id = le.env.id;
-        store_.add(std::move(le.env), le.held, due);
-        if (due == Seconds::max()) {
-            // Every recipient was done when the previous run stopped, before
-            // it could remove the files.
+        bool finished = Scheduler::due_of(le.env) == Seconds::max();
+        NoticePlan plan = plan_notices(le.env, now_seconds(), settings_.scheduler.notices);
+        // Due now: the scheduler's first run looks at every message once,
+        // which sends the notices a stop may have cut off.
+        store_.add(std::move(le.env), le.held, Seconds{});
+        store_.find(id)->recovered = true;
+        if (finished && plan.empty()) {
+            // Every recipient was done, and no notice is owed, when the
+            // previous run stopped before it could remove the files.
+            for (const std::string& line : plan.logs) log::info(id.str(), ": ", line);
             if (auto s = store_.remove(id); !s)
                 log::error(id.str(), ": cannot remove: ", s.error().message);
             else
@@ -201,7 +218,7 @@ void QueueManager::close_session(uint64_t session) {
 void QueueManager::commit(CommitJob job, const spool::Envelope& env, uint64_t session) {
     uint64_t token = next_token_++;
     job.token = token;
-    pending_[token] = PendingCommit{env, session, {}};
+    pending_[token] = PendingCommit{env, session, {}, {}};
     committer_->submit(std::move(job));
 }
 
@@ -211,6 +228,17 @@ void QueueManager::commit_done(CommitJob&& job) {
     PendingCommit pc = std::move(it->second);
     pending_.erase(it);
     const spool::Envelope& env = pc.env;
+    if (pc.notice_done) {
+        if (job.result) {
+            log::info(env.id.str(), ": from=<>, size=", env.size, ", nrcpt=1, ", client_of(env));
+            store_.add(env, false, Scheduler::due_of(env));
+            wake_scheduler();
+            pc.notice_done(env.id);
+        } else {
+            pc.notice_done(Err{job.result.error()});
+        }
+        return;
+    }
     Refusal refusal;
     if (job.result) {
         log::info(env.id.str(), ": from=<", env.sender, ">, size=", env.size,
@@ -239,6 +267,107 @@ void QueueManager::commit_done(CommitJob&& job) {
         return;
     }
     s->second->commit_done(env.id, job.result, refusal);
+}
+
+namespace {
+
+// The original's bytes for a notice: the whole message (up to `want`
+// octets). An unreadable file gives what could be read (the notice goes out
+// anyway, with less of the original).
+std::string read_original(const std::string& path, uint64_t want, const spool::QueueId& id) {
+    std::string out;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
+        log::error(id.str(), ": cannot open ", path, " for the notice: ", std::strerror(errno));
+        return out;
+    }
+    out.resize(static_cast<size_t>(want));
+    size_t got = 0;
+    while (got < out.size()) {
+        ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n < 0) log::error(id.str(), ": cannot read ", path, ": ", std::strerror(errno));
+            break;
+        }
+        got += static_cast<size_t>(n);
+    }
+    out.resize(got);
+    return out;
+}
+
+// "mx.example.org[192.0.2.1]:25" → "mx.example.org"; "local" and "remote"
+// (the agent named no server) → "".
+std::string remote_mta_of(std::string_view relay) {
+    if (relay.empty() || relay == "local" || relay == "remote") return {};
+    return std::string(relay.substr(0, relay.find('[')));
+}
+
+// A failure notice reads this much of a message it returns only the header
+// section of.
+constexpr uint64_t kHeaderReadLimit = 256 * 1024;
+
+}  // namespace
+
+void QueueManager::send_notice(const spool::Envelope& original, const NoticePlan& plan,
+                               const std::map<size_t, std::string>& relays, DoneFn done) {
+    bool full = return_full_message(original, plan, settings_.bounce_size_limit);
+    uint64_t want = full ? original.size : std::min<uint64_t>(original.size, kHeaderReadLimit);
+    std::string bytes = read_original(store_.paths().message_file(original.id), want, original.id);
+    if (full && bytes.size() != original.size) full = false;
+
+    spool::Envelope env;
+    env.origin = plan.postmaster ? spool::Origin::PostmasterNotice : spool::Origin::Dsn;
+    env.protocol = "local";
+    env.sender = "";
+    spool::Recipient rcpt;
+    rcpt.address = plan.to;
+    env.recipients.push_back(std::move(rcpt));
+    bool eight_bit = std::any_of(bytes.begin(), bytes.end(),
+                                 [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+    env.body = eight_bit ? spool::BodyType::EightBitMime : spool::BodyType::SevenBit;
+    env.smtputf8 = full && original.smtputf8;
+    TransactionLimits limits = settings_.limits;
+    limits.max_message_size = std::max<uint64_t>(limits.max_message_size, 2 * want + 65536);
+    auto txn = Transaction::begin(store_.paths(), std::move(env), limits);
+    if (!txn) return done(fail(txn.error().text));
+
+    ReceivedContext rc = received_context();
+    dsn::Report rep;
+    rep.reporting_mta = settings_.policy.myhostname;
+    rep.to = plan.to;
+    rep.message_id = txn->id().str() + "@" + settings_.policy.myhostname;
+    rep.date = rc.when;
+    rep.utc_offset_minutes = rc.utc_offset_minutes;
+    rep.arrival = original.arrival.time_since_epoch().count();
+    rep.original_queue_id = original.id.str();
+    rep.original_sender = original.sender;
+    rep.envid = original.envid;
+    rep.will_retry_until = plan.will_retry_until.time_since_epoch().count();
+    rep.postmaster_copy = plan.postmaster;
+    for (const PlannedRecipient& p : plan.report) {
+        const spool::Recipient& r = original.recipients[p.index];
+        dsn::RecipientReport rr;
+        rr.final_recipient = r.address;
+        rr.original_recipient = r.orcpt;
+        rr.action = p.action;
+        rr.reply = r.last_reply;
+        if (auto it = relays.find(p.index); it != relays.end())
+            rr.remote_mta = remote_mta_of(it->second);
+        rr.last_attempt = r.last_attempt.time_since_epoch().count();
+        rep.recipients.push_back(std::move(rr));
+    }
+    rep.return_full = full;
+    rep.original = bytes;
+    dsn::Composed notice = dsn::compose(rep);
+
+    txn->add_data(notice.text, rc);
+    auto job = txn->finish(rc, 0);
+    if (!job) return done(fail(job.error().text));
+    uint64_t token = next_token_++;
+    job->token = token;
+    pending_[token] = PendingCommit{txn->envelope(), 0, {}, std::move(done)};
+    committer_->submit(std::move(job).value());
 }
 
 void QueueManager::maildrop_to_corrupt(const std::string& name, const std::string& reason) {
@@ -309,7 +438,7 @@ void QueueManager::pick_up(const spool::QueueId& id) {
     }
     uint64_t token = next_token_++;
     job->token = token;
-    pending_[token] = PendingCommit{txn->envelope(), 0, id};
+    pending_[token] = PendingCommit{txn->envelope(), 0, id, {}};
     picking_up_.insert(id);
     committer_->submit(std::move(job).value());
 }

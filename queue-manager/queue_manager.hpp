@@ -30,6 +30,9 @@ struct Settings {
     SubmitPolicy policy;
     TransactionLimits limits;
     SchedulerConfig scheduler;
+    // bounce_size_limit: a failure notice returns the whole original up to
+    // this size, its header section otherwise.
+    uint64_t bounce_size_limit = 50000;
     spool::MaildropLimits maildrop;
     std::chrono::seconds maildrop_rescan{5};
     // Sessions beyond this are refused at accept (each holds a socket, an
@@ -43,7 +46,8 @@ struct Settings {
 
     // From the configuration: myhostname (or the system host name), domains,
     // trusted_users, message_size_limit, the retry keys, runtime_dir,
-    // spool_dir.
+    // spool_dir, delay_warning_time, bounce_notice_recipient,
+    // bounce_size_limit.
     static Settings from_config(const config::Config& cfg);
 };
 
@@ -53,7 +57,7 @@ struct Settings {
 // runtime directory with its queue/ channel directory.
 Status prepare_directories(const config::Config& cfg, uid_t uid, gid_t gid);
 
-class QueueManager final : public SessionHost {
+class QueueManager final : public SessionHost, public Notifier {
   public:
     // Recovers the spool, then listens on the enqueue socket and starts the
     // worker, the timers and the maildrop watch. `agents` may be null (the
@@ -71,6 +75,12 @@ class QueueManager final : public SessionHost {
     void commit(CommitJob job, const spool::Envelope& env, uint64_t session) override;
     AdminReply admin(const ipc::Message& request, const ipc::PeerInfo& peer) override;
     void close_session(uint64_t session) override;
+
+    // Notifier: composes the notice (common/dsn) and commits it as a new
+    // message (origin dsn or postmaster-notice, null sender) through the
+    // group committer, like any other.
+    void send_notice(const spool::Envelope& original, const NoticePlan& plan,
+                     const std::map<size_t, std::string>& relays, DoneFn done) override;
 
   private:
     QueueManager(event_base* base, Settings settings, std::unique_ptr<DeliveryAgents> agents);
@@ -96,6 +106,7 @@ class QueueManager final : public SessionHost {
         spool::Envelope env;
         uint64_t session = 0;          // 0: a maildrop file
         spool::QueueId maildrop_name;  // the maildrop file to remove after the commit
+        Notifier::DoneFn notice_done;  // set: a notice (session and maildrop unused)
     };
 
     event_base* base_;

@@ -17,6 +17,16 @@ std::string received_line(const spool::Envelope& env, const ReceivedContext& ctx
         h += "\r\n";
         return h;
     }
+    if (env.origin == spool::Origin::Dsn || env.origin == spool::Origin::PostmasterNotice) {
+        std::string h = "Received: by ";
+        h += ctx.myhostname;
+        h += " (Pillarbox)\r\n\tid ";
+        h += env.id.str();
+        h += "; ";
+        h += smtp::rfc5322_date(ctx.when, ctx.utc_offset_minutes);
+        h += "\r\n";
+        return h;
+    }
     smtp::ReceivedInfo info;
     info.helo = env.helo;
     info.client_host = env.client_hostname;

@@ -26,6 +26,9 @@ struct ReceivedContext {
 // (common/smtp/received.hpp builds it). Local submission (origin sendmail):
 //   Received: by MYHOSTNAME (Pillarbox, from userid UID)
 //   	id ID; DATE
+// A notice the queue-manager generated (origin dsn, postmaster-notice):
+//   Received: by MYHOSTNAME (Pillarbox)
+//   	id ID; DATE
 // CRLF line ends. Every envelope value was checked to be free of CR/LF when
 // it was accepted, and the SMTP builder replaces control characters too.
 std::string received_line(const spool::Envelope& env, const ReceivedContext& ctx);

@@ -39,6 +39,12 @@ Seconds Scheduler::due_of(const spool::Envelope& env) {
     return due.value_or(Seconds::max());
 }
 
+Seconds Scheduler::due(const spool::Envelope& env) const {
+    Seconds d = due_of(env);
+    if (auto warn = delay_notice_due(env, config_.notices); warn && *warn < d) d = *warn;
+    return d;
+}
+
 bool Scheduler::is_due(const spool::Recipient& r, Seconds now, bool flushed) {
     if (final_state(r.state)) return false;
     return flushed || r.next_attempt <= now;
@@ -58,12 +64,12 @@ std::optional<Seconds> Scheduler::run() {
     // once), so walk a list of IDs rather than the map.
     std::vector<spool::QueueId> ids;
     for (const auto& [id, e] : store_.entries())
-        if (!e.held && e.in_delivery == 0 && e.due <= now) ids.push_back(id);
+        if (!e.held && e.in_delivery == 0 && !e.notice_in_flight && e.due <= now) ids.push_back(id);
     for (const auto& id : ids)
         if (Entry* e = store_.find(id)) dispatch(*e, now);
     std::optional<Seconds> next;
     for (const auto& [id, e] : store_.entries()) {
-        if (e.held || e.in_delivery > 0 || e.due == Seconds::max()) continue;
+        if (e.held || e.in_delivery > 0 || e.notice_in_flight || e.due == Seconds::max()) continue;
         if (!next || e.due < *next) next = e.due;
     }
     return next;
@@ -77,10 +83,12 @@ void Scheduler::dispatch(Entry& e, Seconds now) {
             by_route[route_of(rcpts[i].address, config_.local_domains)].push_back(i);
     e.flushed = false;
     if (by_route.empty()) {
-        e.due = due_of(e.env);
-        if (e.due <= now) e.due = now + config_.agent_retry;  // nothing due after all
+        // Nothing to deliver: notices may be due (a delay notice, or after a
+        // restart), or the message may be finished.
+        settle(e.env.id, false);
         return;
     }
+    e.recovered = false;
     spool::QueueId id = e.env.id;
     std::string msg_path = store_.paths().message_file(id);
     for (auto& [route, indexes] : by_route) {
@@ -130,6 +138,7 @@ void Scheduler::apply(const spool::QueueId& id, Route route, DeliveryReport repo
         ++r.attempts;
         r.last_attempt = now;
         r.last_reply = spool::sanitize_reply(res.reply);
+        if (!res.relay.empty()) e->relays[res.index] = res.relay;
         std::string status_note;
         switch (res.outcome) {
             case Outcome::Delivered:
@@ -159,27 +168,86 @@ void Scheduler::apply(const spool::QueueId& id, Route route, DeliveryReport repo
                   ", delay=", (now - env.arrival).count(), ", status=", status_word(r.state),
                   status_note, " (", r.last_reply, ")");
     }
+    if (e->in_delivery > 0 || e->notice_in_flight) {
+        if (auto s = store_.save(id); !s)
+            log::error(id.str(), ": cannot update the envelope: ", s.error().message);
+    } else {
+        settle(id, true);
+    }
+    if (on_change_) on_change_();
+}
+
+void Scheduler::settle(const spool::QueueId& id, bool changed) {
+    Entry* e = store_.find(id);
+    if (!e || e->in_delivery > 0 || e->notice_in_flight) return;
+    NoticePlan plan = plan_notices(e->env, clock_(), config_.notices);
+    for (const std::string& line : plan.logs) log::info(id.str(), ": ", line);
+    if (plan.empty()) {
+        for (size_t i : plan.mark) e->env.recipients[i].notified = true;
+        finish(id, changed || !plan.mark.empty());
+        return;
+    }
+    if (!notifier_) {
+        log::warn(id.str(), ": cannot send the ", plan.kind(), " to <", plan.to, ">: no notifier");
+        for (size_t i : plan.mark) e->env.recipients[i].notified = true;
+        if (plan.delay) e->env.delay_notice_sent = true;
+        finish(id, true);
+        return;
+    }
+    // The states this pass reached are saved now; the marks follow once the
+    // notice is queued.
+    if (changed)
+        if (auto s = store_.save(id); !s)
+            log::error(id.str(), ": cannot update the envelope: ", s.error().message);
+    e->notice_in_flight = true;
+    notifier_->send_notice(e->env, plan, e->relays, [this, id, plan](Result<spool::QueueId> r) {
+        notice_done(id, plan, std::move(r));
+    });
+}
+
+void Scheduler::notice_done(const spool::QueueId& id, const NoticePlan& plan,
+                            Result<spool::QueueId> result) {
+    Entry* e = store_.find(id);
+    if (!e) {
+        if (result) log::info(id.str(), ": ", plan.kind(), ": ", result->str());
+        return;  // deleted by the administrator meanwhile
+    }
+    e->notice_in_flight = false;
+    if (!result) {
+        log::error(id.str(), ": cannot queue the ", plan.kind(), ": ", result.error().message,
+                   "; will try again");
+        e->due = clock_() + config_.agent_retry;
+    } else {
+        log::info(id.str(), ": ", plan.kind(), ": ", result->str());
+        for (size_t i : plan.mark)
+            if (i < e->env.recipients.size()) e->env.recipients[i].notified = true;
+        if (plan.delay) e->env.delay_notice_sent = true;
+        finish(id, true);
+    }
+    if (on_change_) on_change_();
+}
+
+void Scheduler::finish(const spool::QueueId& id, bool changed) {
+    Entry* e = store_.find(id);
+    if (!e) return;
+    auto& env = e->env;
     bool done = std::all_of(env.recipients.begin(), env.recipients.end(),
                             [](const spool::Recipient& r) { return final_state(r.state); });
-    if (done && e->in_delivery == 0) {
-        size_t failed =
-            std::count_if(env.recipients.begin(), env.recipients.end(),
-                          [](const auto& r) { return r.state == spool::RcptState::Failed; });
-        if (failed > 0)
-            log::warn(id.str(), ": ", failed,
-                      " recipient(s) failed; delivery status notifications are not implemented "
-                      "yet, no bounce sent to <",
-                      env.sender, ">");
+    if (done) {
+        bool recovered = e->recovered;
         if (auto s = store_.remove(id); !s)
             log::error(id.str(), ": cannot remove: ", s.error().message);
         else
-            log::info(id.str(), ": removed");
-    } else {
+            log::info(id.str(),
+                      recovered ? ": removed (finished before the restart)" : ": removed");
+        return;
+    }
+    if (changed)
         if (auto s = store_.save(id); !s)
             log::error(id.str(), ": cannot update the envelope: ", s.error().message);
-        if (e->in_delivery == 0) e->due = due_of(env);
-    }
-    if (on_change_) on_change_();
+    Seconds now = clock_();
+    e->due = due(env);
+    if (e->due <= now) e->due = now + config_.agent_retry;  // nothing due after all
 }
 
 }  // namespace pbx::qm

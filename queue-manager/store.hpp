@@ -27,10 +27,13 @@ struct Entry {
     spool::Envelope env;
     bool held = false;
     // Not persisted:
-    Seconds due{};         // the scheduler looks at the message at or after this
-    std::string note;      // why it is still here, when the envelope does not say
-    int in_delivery = 0;   // requests handed to delivery agents, not yet answered
-    bool flushed = false;  // `queue flush`: deferred recipients are due now
+    Seconds due{};                         // the scheduler looks at the message at or after this
+    std::string note;                      // why it is still here, when the envelope does not say
+    int in_delivery = 0;                   // requests handed to delivery agents, not yet answered
+    bool flushed = false;                  // `queue flush`: deferred recipients are due now
+    bool recovered = false;                // found at start-up, not attempted since
+    bool notice_in_flight = false;         // a DSN about it is being committed
+    std::map<size_t, std::string> relays;  // recipient index → who answered last
 };
 
 class QueueStore {

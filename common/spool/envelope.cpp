@@ -183,6 +183,7 @@ bool write_recipient(Writer& w, const Recipient& r) {
     text += " notify=" + notify_to_string(r.notify);
     text += " orcpt=" + orcpt;
     text += " reply=" + reply;
+    if (r.notified) text += " notified=yes";
     return w.line(text);
 }
 

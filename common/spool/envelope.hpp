@@ -45,7 +45,10 @@ struct EnvelopeLimits {
     size_t max_file_size = 64 * 1024 * 1024;  // read_envelope_file() only
 };
 
-enum class Origin { Smtp, Submission, Sendmail };
+// Dsn: a delivery status notification the queue-manager generated (null
+// sender); PostmasterNotice: the one notice to bounce_notice_recipient about a
+// Dsn that could not be delivered (never answered by anything).
+enum class Origin { Smtp, Submission, Sendmail, Dsn, PostmasterNotice };
 enum class BodyType { SevenBit, EightBitMime, BinaryMime };
 enum class DsnRet { Unspecified, Full, Headers };
 enum class RcptState { Pending, Deferred, Delivered, Failed };
@@ -68,6 +71,10 @@ struct Recipient {
     Seconds next_attempt{};  // epoch (0) = as soon as possible
     Seconds last_attempt{};  // epoch (0) = never attempted
     std::string last_reply;  // of the last attempt, one line (sanitize_reply)
+    // The delivery status notification due for this recipient's final state
+    // (delivered or failed) has been queued, or none was due; the optional
+    // last rcpt field "notified=yes" (absent: false).
+    bool notified = false;
 
     bool operator==(const Recipient&) const = default;
 };

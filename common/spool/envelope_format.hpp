@@ -53,15 +53,18 @@ inline constexpr std::array<std::string_view, 17> kKeyNames = {
 inline constexpr std::string_view kRcptKey = "rcpt";
 inline constexpr std::string_view kEndMarker = "end";
 
-// rcpt fields, in their required order.
-inline constexpr std::array<std::string_view, 8> kRcptFields = {
-    "to", "state", "attempts", "next", "last", "notify", "orcpt", "reply",
+// rcpt fields, in their required order; the last one ("notified") is
+// optional (written only when true; envelopes from before it lack it).
+inline constexpr std::array<std::string_view, 9> kRcptFields = {
+    "to", "state", "attempts", "next", "last", "notify", "orcpt", "reply", "notified",
 };
+inline constexpr size_t kRcptRequiredFields = 8;
 
 // Largest time value accepted: 9999-12-31T23:59:59Z.
 inline constexpr uint64_t kMaxTimeValue = 253402300799;
 
-inline constexpr std::array<std::string_view, 3> kOriginWords = {"smtp", "submission", "sendmail"};
+inline constexpr std::array<std::string_view, 5> kOriginWords = {"smtp", "submission", "sendmail",
+                                                                 "dsn", "postmaster-notice"};
 inline constexpr std::array<std::string_view, 3> kBodyWords = {"7bit", "8bitmime", "binarymime"};
 inline constexpr std::array<std::string_view, 3> kRetWords = {"", "full", "hdrs"};
 inline constexpr std::array<std::string_view, 4> kStateWords = {"pending", "deferred", "delivered",

@@ -284,7 +284,7 @@ class Reader {
             values[f] = tok.substr(eq + 1);
             ++expect;
         }
-        if (expect < kFields) {
+        if (expect < detail::kRcptRequiredFields) {
             return bad(EnvelopeErrc::MissingKey,
                        "rcpt field " + std::string(detail::kRcptFields[expect]));
         }
@@ -301,6 +301,12 @@ class Reader {
             !decode("orcpt", values[6], true, &r.orcpt) ||
             !decode("reply", values[7], true, &r.last_reply)) {
             return false;
+        }
+        if (have[8]) {
+            if (values[8] != "yes") {
+                return bad(EnvelopeErrc::BadValue, "notified: expected yes (or no field)");
+            }
+            r.notified = true;
         }
         env_.recipients.push_back(std::move(r));
         return true;

@@ -186,7 +186,7 @@ TEST_CASE("envelope: random envelopes round-trip", "[spool][envelope]") {
         QueueIdGenerator gen(static_cast<pid_t>(rng() % 4000000));
         e.id = gen.next(at_micros(static_cast<int64_t>(rng()) * 1000));
         e.arrival = Seconds(std::chrono::seconds(rng()));
-        e.origin = static_cast<Origin>(rng() % 3);
+        e.origin = static_cast<Origin>(rng() % 5);
         if (e.origin == Origin::Sendmail) e.origin_uid = static_cast<uint32_t>(rng());
         e.client_address = rnd_str(40);
         e.client_hostname = rnd_str(40);
@@ -213,6 +213,7 @@ TEST_CASE("envelope: random envelopes round-trip", "[spool][envelope]") {
             r.next_attempt = Seconds(std::chrono::seconds(rng()));
             r.last_attempt = Seconds(std::chrono::seconds(rng()));
             r.last_reply = rnd_str(200);
+            r.notified = rng() % 2;
             e.recipients.push_back(r);
         }
         auto w = write_envelope(e);
@@ -362,6 +363,17 @@ TEST_CASE("envelope: invalid table, each with its error and line", "[spool][enve
          E::MissingKey,
          18},
         {"rcpt unknown field", {{R, 18, rcpt_line(kRcptOk + " colour=red")}}, E::UnknownKey, 18},
+        {"rcpt notified=no", {{R, 18, rcpt_line(kRcptOk + " notified=no")}}, E::BadValue, 18},
+        {"rcpt notified empty", {{R, 18, rcpt_line(kRcptOk + " notified=")}}, E::BadValue, 18},
+        {"rcpt field after notified",
+         {{R, 18, rcpt_line(kRcptOk + " notified=yes colour=red")}},
+         E::UnknownKey,
+         18},
+        {"rcpt notified twice",
+         {{R, 18, rcpt_line(kRcptOk + " notified=yes notified=yes")}},
+         E::DuplicateKey,
+         18},
+        {"origin dsn with uid", {{R, 4, "origin: dsn"}, {I, 5, "uid: 0"}}, E::BadValue, 5},
         {"rcpt duplicate field", {{R, 18, rcpt_line("to=a to=b")}}, E::DuplicateKey, 18},
         {"rcpt out of order",
          {{R, 18, rcpt_line("state=pending to=a attempts=0 next=0 last=0 notify= orcpt= reply=")}},
@@ -531,4 +543,29 @@ TEST_CASE("envelope: names", "[spool][envelope]") {
     CHECK(notify_to_string(kNotifyDelay | kNotifySuccess) == "SUCCESS,DELAY");
     EnvelopeError err{EnvelopeErrc::DuplicateKey, 7, "sender"};
     CHECK(err.to_string() == "line 7: duplicate key: sender");
+}
+
+TEST_CASE("envelope: notices' origins and the optional notified field", "[spool][envelope]") {
+    // Envelopes written before the field existed read as notified=false.
+    auto old = read_envelope(base_text());
+    REQUIRE(old.ok());
+    CHECK_FALSE(old->recipients[0].notified);
+    Envelope e = *old;
+    e.origin = Origin::Dsn;
+    e.sender = "";
+    e.recipients[1].notified = true;
+    auto text = write_envelope(e);
+    REQUIRE(text.ok());
+    CHECK(text->find("origin: dsn\n") != string::npos);
+    CHECK(text->find("reply=451+204.3.0+20try+20later notified=yes\n") != string::npos);
+    // Only a true value is written: an untouched envelope keeps its old text.
+    CHECK(write_envelope(*old).value() == base_text());
+    auto back = read_envelope(*text);
+    REQUIRE(back.ok());
+    CHECK(*back == e);
+    e.origin = Origin::PostmasterNotice;
+    auto pm = write_envelope(e);
+    REQUIRE(pm.ok());
+    CHECK(pm->find("origin: postmaster-notice\n") != string::npos);
+    CHECK(read_envelope(*pm).value() == e);
 }
