@@ -1,5 +1,7 @@
 #include "common/auth/resolve.hpp"
 
+#include <unistd.h>
+
 #include <optional>
 
 #include "common/config/config.hpp"
@@ -83,6 +85,15 @@ std::string_view to_string(LocalKind k) {
 ResolverSettings ResolverSettings::from_config(const config::Config& cfg) {
     ResolverSettings s;
     for (const std::string& d : cfg.list("domains")) s.domains.push_back(ascii_lower(d));
+    // The queue-manager qualifies local senders and the postmaster of
+    // bounce_notice_recipient with myhostname and routes that domain to
+    // local delivery, so its addresses must resolve here too.
+    std::string host = cfg.str("myhostname");
+    if (host.empty()) {
+        char name[256] = {};
+        if (gethostname(name, sizeof name - 1) == 0) host = name;
+    }
+    s.myhostname = ascii_lower(host);
     s.recipient_delimiter = cfg.str("recipient_delimiter");
     s.system_users = cfg.boolean("system_users");
     s.default_privs = cfg.str("default_privs");
@@ -95,7 +106,7 @@ bool ResolverSettings::is_local_domain(std::string_view domain) const {
     if (domain.empty() || domain.back() == '.') return false;
     for (const std::string& d : domains)
         if (iequals(d, domain)) return true;
-    return false;
+    return !myhostname.empty() && iequals(myhostname, domain);
 }
 
 std::string Resolution::canonical() const {

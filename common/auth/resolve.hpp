@@ -37,6 +37,10 @@ namespace pbx::auth {
 
 struct ResolverSettings {
     std::vector<std::string> domains;  // lower case
+    // Also local: the queue-manager qualifies local senders and postmaster
+    // with it and routes it to local delivery (config myhostname, else the
+    // host name).
+    std::string myhostname;
     std::string recipient_delimiter = "+";
     bool system_users = false;
     std::string default_privs = "nobody";  // runs commands and files of aliases
