@@ -6,6 +6,8 @@ import grp
 import os
 import pwd
 import re
+import shutil
+import subprocess
 import time
 import unittest
 
@@ -213,6 +215,64 @@ class AuthdTest(unittest.TestCase):
             self.assertIn(str(shadow), st["Groups"].split())
         except KeyError:
             pass
+
+
+SYSTEM_USER = "pbxshadow"
+
+
+@unittest.skipUnless(harness.program("authd") and shutil.which("useradd")
+                     and shutil.which("chpasswd"), "authd, useradd or chpasswd missing")
+class SystemUserPasswordTest(unittest.TestCase):
+    """system_users = yes: a system account's password is checked against
+    /etc/shadow (as Debian's chpasswd wrote it, yescrypt), by authd running as
+    pbx-auth with the shadow group, never as root."""
+
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run(["userdel", "-f", SYSTEM_USER], capture_output=True)
+        subprocess.run(["useradd", "-M", "-U", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
+                        SYSTEM_USER], check=True, capture_output=True)
+        subprocess.run(["chpasswd"], input=SYSTEM_USER + ":shadow pw\n", text=True, check=True,
+                       capture_output=True)
+        config = {key: "" for key, _ in harness.LISTENERS.values()}
+        config.update({"queue_manager_enable": "no", "local_delivery_enable": "no",
+                       "remote_delivery_enable": "no", "domains": D, "system_users": "yes"})
+        cls.inst = Instance(config=config, users={"alice": "alice pw"}, start=False)
+        cls.inst.write_config({"spool_dir": os.path.join(cls.inst.dir, "no-spool")})
+        cls.inst.start()
+        cls.path = wait_for_socket(cls.inst)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.inst.stop()
+        finally:
+            cls.inst.cleanup()
+            subprocess.run(["userdel", "-f", SYSTEM_USER], capture_output=True)
+
+    def verify(self, c, user, password, id):
+        t = time.monotonic()
+        name, f = c.request("verify", id=id, user=user, password=password.encode(),
+                            client_address="192.0.2.40", service="pop3")
+        self.assertEqual((name, f["id"]), ("verify_result", id))
+        return f["status"], f.get("user"), time.monotonic() - t
+
+    def test_shadow_password(self):
+        with open("/etc/shadow") as f:
+            entry = [l for l in f if l.startswith(SYSTEM_USER + ":")][0]
+        self.assertTrue(entry.split(":")[1].startswith("$"), entry.split(":")[1][:4])
+        with pbx_ipc.Client(self.path, AUTH, timeout=30) as c:
+            status, user, _ = self.verify(c, SYSTEM_USER, "shadow pw", 1)
+            self.assertEqual((status, user), ("ok", SYSTEM_USER))
+            status, user, took = self.verify(c, SYSTEM_USER, "not it", 2)
+            self.assertEqual((status, user), ("fail", None))
+            self.assertGreaterEqual(took, 0.9)
+            # The virtual users file still works next to the system accounts.
+            status, user, _ = self.verify(c, "alice", "alice pw", 3)
+            self.assertEqual((status, user), ("ok", "alice"))
+        pid = self.inst.wait_for_child("authd", 10)
+        st = self.inst.proc_status(pid)
+        self.assertEqual(st["Uid"].split(), [str(pwd.getpwnam("pbx-auth").pw_uid)] * 4)
 
 
 if __name__ == "__main__":
