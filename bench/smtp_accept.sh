@@ -26,6 +26,12 @@
 #   MODE=maildir   measure SMTP → Maildir instead (bench/smtp_maildir.sh): both
 #                  servers deliver every message into a Maildir (fsynced), and
 #                  a run ends when the last message is in new/
+#   MODE=relay     measure outbound relaying instead (bench/smtp_relay.sh): both
+#                  servers accept mail for a foreign domain from a trusted
+#                  client and relay it to one smtp-sink on loopback (relayhost
+#                  [127.0.0.1]:SINK_PORT, no TLS); a run ends when the sink has
+#                  counted the last message
+#   SINK_PORT=52527  the sink's port (MODE=relay)
 #   PROFILE=1      after the table, untimed runs of each side: CPU time per
 #                  message, and fsyncs per message by kind of file (strace)
 set -euo pipefail
@@ -40,12 +46,14 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-build-bench}
 case $BUILD in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
 MODE=${MODE:-accept}
-case $MODE in accept | maildir) ;; *) echo "smtp_accept.sh: MODE is accept or maildir" >&2; exit 1 ;; esac
+case $MODE in accept | maildir | relay) ;; *) echo "smtp_accept.sh: MODE is accept, maildir or relay" >&2; exit 1 ;; esac
+SINK_PORT=${SINK_PORT:-52527}
 DOMAIN=bench.test
 # The recipient: a virtual user of Pillarbox's; for Postfix (MODE=maildir) a
 # system account of that name, made here and removed at the end.
 RCPT_USER=pbxbench
 RCPT=$RCPT_USER@$DOMAIN
+[ "$MODE" = relay ] && RCPT=$RCPT_USER@sink.test
 SENDER=sender@$DOMAIN
 
 die() {
@@ -92,6 +100,7 @@ print(o["buildtype"], o["b_sanitize"])')
 log "building Pillarbox in $BUILD"
 PROGRAMS="authd queue-manager smtpd"
 [ "$MODE" = maildir ] && PROGRAMS="$PROGRAMS local-delivery"
+[ "$MODE" = relay ] && PROGRAMS="$PROGRAMS remote-delivery"
 targets=(master/pillarbox-master)
 for prog in $PROGRAMS; do targets+=("$prog/$prog"); done
 ninja -C "$BUILD" -j2 "${targets[@]}" >/dev/null || die "build failed (ninja -C $BUILD)"
@@ -101,6 +110,7 @@ WORK=$(mktemp -d /var/tmp/pbx-bench.XXXXXX)
 chmod 755 "$WORK"
 PBX_MASTER_PID=
 cleanup() {
+    if declare -F sink_stop >/dev/null; then sink_stop; fi
     if [ -n "$PBX_MASTER_PID" ]; then
         kill -TERM "$PBX_MASTER_PID" 2>/dev/null || true
         wait "$PBX_MASTER_PID" 2>/dev/null || true
@@ -160,7 +170,11 @@ pbx_users "$P/mail/home.0"
 printf 'postmaster: %s\n' "$RCPT_USER" >"$P/aliases"
 chown root:pbx-auth "$P/aliases"
 chmod 640 "$P/aliases"
-if [ "$MODE" = maildir ]; then DELIVERY=yes COUNTED="Maildir/new/*"; else DELIVERY=no COUNTED="queue/*.env"; fi
+DELIVERY=no REMOTE=no TRUSTED= RELAYHOST= COUNTED="queue/*.env"
+case $MODE in
+maildir) DELIVERY=yes COUNTED="Maildir/new/*" ;;
+relay) REMOTE=yes TRUSTED=127.0.0.0/8 RELAYHOST="[127.0.0.1]:$SINK_PORT" COUNTED="messages at the sink" ;;
+esac
 cat >"$P/pillarbox.conf" <<EOF
 # written by bench/smtp_accept.sh
 myhostname = mail.$DOMAIN
@@ -172,7 +186,9 @@ users_file = $P/users
 aliases_file = $P/aliases
 tls_cert_file = $P/tls/cert.pem
 tls_key_file = $P/tls/key.pem
-trusted_networks =
+trusted_networks = $TRUSTED
+relayhost = $RELAYHOST
+remote_tls_level = none
 smtp_listen = 127.0.0.1:$PBX_PORT
 submission_listen =
 submissions_listen =
@@ -181,7 +197,7 @@ pop3s_listen =
 imap_listen =
 imaps_listen =
 local_delivery_enable = $DELIVERY
-remote_delivery_enable = no
+remote_delivery_enable = $REMOTE
 # smtp-source opens up to 20 sessions at once from 127.0.0.1, the default
 # per-client limit; Postfix exempts \$mynetworks from its own limit.
 smtpd_max_connections_per_ip = 100
@@ -245,6 +261,11 @@ if [ "$MODE" = maildir ]; then
     useradd --system --no-create-home --home-dir "$F/home.0" --shell /usr/sbin/nologin "$RCPT_USER"
     PF_DELIVERY="local_transport = local
 home_mailbox = Maildir/"
+elif [ "$MODE" = relay ]; then
+    PF_DELIVERY="local_transport = discard
+default_transport = smtp
+relayhost = [127.0.0.1]:$SINK_PORT
+smtp_tls_security_level = none"
 else
     PF_DELIVERY="local_transport = discard"
 fi
@@ -337,9 +358,31 @@ pf_stop() {
 
 # ---- the runs -------------------------------------------------------------------
 
-# delivered: messages in $MAILDIR/new (MODE=maildir).
+# delivered: messages in $MAILDIR/new (MODE=maildir), or counted by the sink
+# (MODE=relay).
 delivered() {
-    find "$MAILDIR/new" -maxdepth 1 -type f 2>/dev/null | wc -l
+    if [ "$MODE" = relay ]; then
+        tr '\r' '\n' <"$WORK/sink.out" 2>/dev/null | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 |
+            grep . || echo 0
+    else
+        find "$MAILDIR/new" -maxdepth 1 -type f 2>/dev/null | wc -l
+    fi
+}
+
+# MODE=relay: a new smtp-sink for each run, counting messages.
+SINK_PID=
+sink_start() {
+    [ "$MODE" = relay ] || return 0
+    : >"$WORK/sink.out"
+    smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256 >"$WORK/sink.out" 2>&1 &
+    SINK_PID=$!
+    sleep 0.3
+}
+sink_stop() {
+    [ -n "$SINK_PID" ] || return 0
+    kill "$SINK_PID" 2>/dev/null || true
+    wait "$SINK_PID" 2>/dev/null || true
+    SINK_PID=
 }
 
 # run_source PORT SESSIONS COUNT: prints the wall-clock seconds smtp-source took
@@ -351,12 +394,12 @@ run_source() {
     smtp-source -s "$2" -l 2048 -m "$3" -f "$SENDER" -t "$RCPT" -M client.$DOMAIN \
         "127.0.0.1:$1" >"$WORK/source.out" 2>&1 ||
         die "smtp-source against port $1 failed: $(tail -3 "$WORK/source.out")"
-    if [ "$MODE" = maildir ]; then
+    if [ "$MODE" != accept ]; then
         for _ in $(seq 6000); do
             [ "$(delivered)" -ge "$3" ] && break
             sleep 0.05
         done
-        [ "$(delivered)" -ge "$3" ] || die "only $(delivered) of $3 messages reached $MAILDIR/new"
+        [ "$(delivered)" -ge "$3" ] || die "only $(delivered) of $3 messages were delivered ($MODE)"
     fi
     t1=$(date +%s.%N)
     echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
@@ -376,13 +419,14 @@ for sessions in "$SESSIONS" 1; do
         # warmer (or the quieter) half of the machine's time.
         if [ $((run % 2)) = 1 ]; then order="pillarbox postfix"; else order="postfix pillarbox"; fi
         for side in $order; do
+            sink_start
             if [ "$side" = pillarbox ]; then
                 pbx_start
                 secs=$(run_source "$PBX_PORT" "$sessions" "$n")
-                if [ "$MODE" = maildir ]; then
+                if [ "$MODE" != accept ]; then
                     queued=$(delivered)
                     pbx_stop
-                    [ "$queued" = "$n" ] || die "Pillarbox: $n accepted, $queued in $MAILDIR/new"
+                    [ "$queued" = "$n" ] || die "Pillarbox: $n accepted, $queued delivered ($MODE)"
                 else
                     queued=$(pbx_queued)
                     pbx_stop
@@ -391,9 +435,10 @@ for sessions in "$SESSIONS" 1; do
             else
                 pf_start
                 secs=$(run_source "$PF_PORT" "$sessions" "$n")
-                if [ "$MODE" = maildir ]; then queued=$(delivered); else queued="-"; fi
+                if [ "$MODE" != accept ]; then queued=$(delivered); else queued="-"; fi
                 pf_stop
             fi
+            sink_stop
             rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
             printf '%s %s %s %s %s %s %s\n' "$sessions" "$n" "$run" "$side" "$secs" "$rate" \
                 "$queued" >>"$RESULTS"
