@@ -13,8 +13,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/ipc/auth_msgs.hpp"
 #include "common/ipc/channel.hpp"
 #include "common/ipc/peers.hpp"
+#include "common/ipc/queue_msgs.hpp"
 #include "common/log.hpp"
 #include "common/master_interface.hpp"
 #include "master/runtime.hpp"
@@ -194,20 +196,32 @@ Status Supervisor::apply_config(config::Config cfg, std::string text, bool initi
 // sending MTA tolerates but a user watching a login does not. Later restarts
 // of one program are not waited for: the others answer 4xx meanwhile.
 void Supervisor::wait_for_servers() {
-    std::vector<std::string> sockets;
+    struct Server {
+        std::string path;
+        const ipc::Protocol* protocol;
+    };
+    std::vector<Server> servers;
     std::string runtime = config_.str("runtime_dir");
     for (const auto& [name, child] : children_) {
         if (child.pid == 0) continue;
-        if (name == "authd") sockets.push_back(ipc::socket_path(runtime, ipc::Channel::Auth));
+        if (name == "authd")
+            servers.push_back(
+                {ipc::socket_path(runtime, ipc::Channel::Auth), &ipc::auth::kProtocol});
         if (name == "queue-manager")
-            sockets.push_back(ipc::socket_path(runtime, ipc::Channel::Enqueue));
+            servers.push_back(
+                {ipc::socket_path(runtime, ipc::Channel::Enqueue), &ipc::queue::kProtocol});
     }
     auto deadline = std::chrono::steady_clock::now() + kServerStartWait;
-    for (const std::string& path : sockets) {
+    for (const Server& server : servers) {
         for (;;) {
-            if (ipc::connect_unix(path)) break;  // the probe connection closes at once
+            // A whole handshake, so that the server sees a client that said
+            // hello and left, not a reset connection.
+            if (auto fd = ipc::connect_unix(server.path);
+                fd && ipc::handshake(fd->get(), *server.protocol, std::chrono::seconds(2)))
+                break;
             if (std::chrono::steady_clock::now() >= deadline) {
-                log::warn(path, " does not accept connections yet; starting the listeners anyway");
+                log::warn(server.path,
+                          " does not accept connections yet; starting the listeners anyway");
                 return;
             }
             usleep(20 * 1000);
