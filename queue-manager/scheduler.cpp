@@ -114,6 +114,13 @@ void Scheduler::dispatch(Entry& e, Seconds now) {
     }
 }
 
+std::chrono::seconds Scheduler::agent_backoff(Route route, Seconds now) {
+    Seconds since = unavailable_since_.try_emplace(route, now).first->second;
+    auto down = std::chrono::duration_cast<std::chrono::seconds>(now - since);
+    return std::clamp(down, std::chrono::seconds{1},
+                      std::max(config_.agent_retry, std::chrono::seconds{1}));
+}
+
 void Scheduler::apply(const spool::QueueId& id, Route route, DeliveryReport report) {
     Entry* e = store_.find(id);
     if (!e) return;  // deleted by the administrator meanwhile
@@ -123,10 +130,11 @@ void Scheduler::apply(const spool::QueueId& id, Route route, DeliveryReport repo
         if (e->note != report.reason)
             log::info(id.str(), ": ", to_string(route), " delivery postponed: ", report.reason);
         e->note = report.reason;
-        if (e->in_delivery == 0) e->due = now + config_.agent_retry;
+        if (e->in_delivery == 0) e->due = now + agent_backoff(route, now);
         if (on_change_) on_change_();
         return;
     }
+    unavailable_since_.erase(route);
     e->note.clear();
     auto& env = e->env;
     for (const RecipientResult& res : report.results) {

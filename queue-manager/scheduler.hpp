@@ -5,7 +5,11 @@
 // A recipient is due when it is pending or deferred and its next attempt has
 // come (or the message was flushed). A message whose agent is unavailable
 // keeps its recipients untouched (no attempt counted: mail stays queued until
-// the agents exist) and is looked at again after `agent_retry`.
+// the agents exist) and is looked at again after as long as that agent has
+// been unavailable (at least 1 s, at most `agent_retry`). An agent
+// that is merely starting (the master starts the delivery agents alongside
+// the queue-manager) is thus picked up at once, and one that stays down is
+// not polled in a tight loop.
 //
 // After each pass (no request of the message still out) the scheduler asks
 // plan_notices() (notices.hpp) which delivery status notifications are due,
@@ -77,7 +81,10 @@ class Scheduler {
     void set_on_change(std::function<void()> fn) { on_change_ = std::move(fn); }
 
   private:
+    std::map<Route, Seconds> unavailable_since_;  // absent: the agent answered
     void dispatch(Entry& e, Seconds now);
+    // The wait before asking an agent that just answered "unavailable" again.
+    std::chrono::seconds agent_backoff(Route route, Seconds now);
     void apply(const spool::QueueId& id, Route route, DeliveryReport report);
     static bool is_due(const spool::Recipient& r, Seconds now, bool flushed);
     // After a pass: queue the notices due, then finish(). `changed`: the

@@ -88,18 +88,43 @@ TEST_CASE("scheduler: an unavailable agent changes nothing on disk", "[queue][sc
     CHECK(f.agents.requests[1].recipients == std::vector<size_t>{1});
     Entry* e = f.store.find(id);
     REQUIRE(e);
-    CHECK(e->due == f.now + std::chrono::seconds{60});
+    // An agent that is just starting is asked again a second later.
+    CHECK(e->due == f.now + std::chrono::seconds{1});
     CHECK_FALSE(e->note.empty());
     CHECK(e->in_delivery == 0);
     auto env = f.on_disk(id);
     CHECK(env.recipients[0].attempts == 0);
     CHECK(env.recipients[0].state == spool::RcptState::Pending);
     REQUIRE(next);
-    CHECK(*next == f.now + std::chrono::seconds{60});
+    CHECK(*next == f.now + std::chrono::seconds{1});
     // Not due again before the retry time.
     f.agents.requests.clear();
     (void)f.sched.run();
     CHECK(f.agents.requests.empty());
+    // Still down: the wait grows with the time it has been down, up to
+    // agent_retry.
+    f.now += std::chrono::seconds{1};
+    (void)f.sched.run();
+    CHECK(f.agents.requests.size() == 2);
+    CHECK(f.store.find(id)->due == f.now + std::chrono::seconds{1});
+    f.now += std::chrono::seconds{40};
+    (void)f.sched.run();
+    CHECK(f.store.find(id)->due == f.now + std::chrono::seconds{41});
+    f.now += std::chrono::seconds{41};
+    (void)f.sched.run();
+    CHECK(f.store.find(id)->due == f.now + std::chrono::seconds{60});
+    // Once it answers, the next outage starts from a second again.
+    f.agents.local = {};
+    f.agents.remote = {};
+    f.agents.local_result = {0, Outcome::Deferred, "4.2.0 try later", ""};
+    f.agents.remote_result = {0, Outcome::Deferred, "4.2.0 try later", ""};
+    f.now += std::chrono::seconds{60};
+    (void)f.sched.run();
+    f.agents.local = {true, "local-delivery is not running", {}};
+    f.agents.remote = {true, "remote-delivery is not running", {}};
+    f.sched.flush(&id);
+    (void)f.sched.run();
+    CHECK(f.store.find(id)->due == f.now + std::chrono::seconds{1});
 }
 
 TEST_CASE("scheduler: deferred, then delivered, then removed", "[queue][scheduler]") {
