@@ -62,14 +62,28 @@ class MasterTest(unittest.TestCase):
     def wait_children(self, inst, names, timeout=10):
         return {name: inst.wait_for_child(name, timeout) for name in names}
 
+    def dropped_status(self, inst, pid, dropped, timeout=10):
+        # A child drops right after exec; on a slow machine it may not be
+        # done yet. Poll until its /proc status shows the end state of the
+        # drop (or time runs out), then the caller asserts every field.
+        deadline = time.monotonic() + timeout
+        while True:
+            st = inst.proc_status(pid)
+            if dropped(st) or time.monotonic() > deadline:
+                return st
+            time.sleep(0.02)
+
     def test_children_run_unprivileged(self):
         with Instance() as inst:
             kids = self.wait_children(inst, self.expected)
-            time.sleep(0.3)  # let each finish its drop
             for name, pid in inst.children().items():
-                st = inst.proc_status(pid)
-                uids = st["Uid"].split()
                 user = EXPECTED_USER[name]
+                want_uid = "0" if user is None else str(uid_of(user))
+                st = self.dropped_status(
+                    inst, pid, lambda st: st.get("NoNewPrivs") == "1"
+                    and st.get("Uid", "").split() == [want_uid] * 4
+                    and st.get("CapBnd") == NO_CAPS)
+                uids = st["Uid"].split()
                 with self.subTest(program=name):
                     self.assertEqual(st["NoNewPrivs"], "1")
                     if user is None:
