@@ -1,5 +1,7 @@
 #include "pop3d/mbox_store.hpp"
 
+#include "pop3d/mbox_journal.hpp"
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
@@ -167,7 +169,14 @@ Result<std::unique_ptr<MboxStore>, StoreOpenError> MboxStore::open(const std::st
         std::this_thread::sleep_for(poll);
     }
 
-    // 3. The snapshot.
+    // 3. A rewrite that a crash interrupted is finished before anything is
+    //    read (mbox_journal.hpp).
+    s->journal_ = options.journal;
+    auto rec = mbox_recover(s->fd_.get(), s->journal_);
+    if (!rec) return Err{StoreOpenError{OpenError::Failed, path + ": " + rec.error().message}};
+    s->recovered_ = std::move(rec).value();
+
+    // 4. The snapshot.
     auto data = read_fd(s->fd_.get());
     if (!data) return Err{StoreOpenError{OpenError::Failed, path + ": " + data.error().message}};
     s->data_ = std::move(data).value();
@@ -265,24 +274,16 @@ Status MboxStore::commit_in_place(const std::vector<bool>& deleted, const std::s
             break;
         }
     if (first == spans_.size()) return {};
-    size_t write_at = spans_[first].start;
+    MboxRewrite rw;
+    rw.offset = spans_[first].start;
+    rw.old_size = data_.size() + tail.size();
     for (size_t i = first; i < spans_.size(); ++i) {
         if (i < deleted.size() && deleted[i]) continue;
-        std::string_view piece =
-            std::string_view(data_).substr(spans_[i].start, spans_[i].end - spans_[i].start);
-        if (auto s = write_all(fd_.get(), piece, static_cast<off_t>(write_at)); !s)
-            return fail("compacting " + path_ + ": " + s.error().message);
-        write_at += piece.size();
+        rw.data.append(data_, spans_[i].start, spans_[i].end - spans_[i].start);
     }
-    if (!tail.empty()) {
-        if (auto s = write_all(fd_.get(), tail, static_cast<off_t>(write_at)); !s)
-            return fail("compacting " + path_ + ": " + s.error().message);
-        write_at += tail.size();
-    }
-    if (::fsync(fd_.get()) != 0) return fail_errno("fsync " + path_);
-    if (::ftruncate(fd_.get(), static_cast<off_t>(write_at)) != 0)
-        return fail_errno("truncate " + path_);
-    if (::fsync(fd_.get()) != 0) return fail_errno("fsync " + path_);
+    rw.data += tail;
+    if (auto s = mbox_rewrite(fd_.get(), journal_, rw); !s)
+        return fail("rewriting " + path_ + ": " + s.error().message);
     return {};
 }
 

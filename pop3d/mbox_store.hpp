@@ -19,12 +19,9 @@
 //     the snapshot go to a temp file next to the mbox, which is fsynced and
 //     renamed over it (under the dotlock, so no appender holds the old
 //     file). Where it is not (Debian's 2775 root:mail /var/mail), the file
-//     is compacted in place under the fcntl lock, fsynced, then truncated.
-//     That is crash-safe only in the weaker sense: a crash in the middle
-//     never loses a kept message (data moves towards the start only, and
-//     the old bytes past the write position stay until the final
-//     truncate), but can leave a partial copy of a kept message and
-//     deleted ones in the file.
+//     is rewritten in place under the fcntl lock through a redo journal in
+//     the user's home (mbox_journal.hpp), which the next session finishes
+//     after a crash; without a journal path the deletions are refused.
 #pragma once
 
 #include <chrono>
@@ -43,12 +40,17 @@ struct MboxStoreOptions {
     // false: never take a dotlock (tests of the in-place commit; as root a
     // read-only directory does not stop the dotlock).
     bool dotlock = true;
+    // The redo journal of an in-place rewrite ($HOME/.pillarbox-pop3-journal);
+    // empty: an mbox whose directory we cannot write keeps its deletions.
+    std::string journal;
 };
 
 class MboxStore final : public Store {
   public:
     static Result<std::unique_ptr<MboxStore>, StoreOpenError> open(const std::string& path,
                                                                    MboxStoreOptions options = {});
+    // What open() did about a left-over journal ("" nothing), for the log.
+    const std::string& recovered() const { return recovered_; }
     ~MboxStore() override;
 
     const std::vector<MessageInfo>& messages() const override { return infos_; }
@@ -70,10 +72,12 @@ class MboxStore final : public Store {
 
     std::string path_;
     std::string dotlock_;  // empty: none taken
+    std::string journal_;
     UniqueFd fd_;
     std::string data_;  // the snapshot
     std::vector<Span> spans_;
     std::vector<MessageInfo> infos_;
+    std::string recovered_;
 };
 
 // The messages of an mbox text (exposed for tests).

@@ -58,7 +58,12 @@ class Session : public event::StreamHandler {
         Result<std::unique_ptr<pop3::Store>, pop3::StoreOpenError> store =
             Err{pop3::StoreOpenError{pop3::OpenError::Failed, "unknown mailbox format " + format}};
         if (format == "mbox") {
-            auto m = pop3::MboxStore::open(mailbox);
+            pop3::MboxStoreOptions options;
+            if (std::string home = env("HOME"); !home.empty())
+                options.journal = home + "/.pillarbox-pop3-journal";
+            auto m = pop3::MboxStore::open(mailbox, options);
+            if (m && !m.value()->recovered().empty())
+                log::warn("session of ", user_, ": ", mailbox, ": ", m.value()->recovered());
             if (m)
                 store = std::unique_ptr<pop3::Store>(std::move(m).value());
             else

@@ -571,6 +571,7 @@ TEST_CASE("pop3d: mbox store, both commit paths", "[pop3][mbox]") {
             if (!writable_dir) ::chmod(dir.c_str(), 0500);
             MboxStoreOptions opt;
             opt.dotlock = writable_dir || getuid() != 0;
+            opt.journal = d.path + "/journal";
             auto s = MboxStore::open(path, opt);
             REQUIRE(s);
             auto& st = *s.value();
