@@ -2,13 +2,14 @@
 // message text: structure, ENVELOPE, BODYSTRUCTURE and every section that
 // the structure names, plus some malformed sections. Checks that offsets
 // stay inside the message and sections are substrings of it (or built from
-// its header lines).
+// its header lines). Also SEARCH's decoded text of the message.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "imapd/decode.hpp"
 #include "imapd/mime.hpp"
 
 using namespace pbx::imap;
@@ -47,6 +48,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)bodystructure(msg, root, true);
     (void)bodystructure(msg, root, false);
     walk(msg, root, root, "", 6);
+    // SEARCH's decoding (base64, quoted-printable, charsets, RFC 2047) and
+    // case folding of whatever the parts hold.
+    SearchableText text = searchable_text(msg, root);
+    (void)fold_case(text.header);
+    (void)fold_case(text.body);
+    (void)decode_header_value(raw);
     for (const char* bad : {"0", "1.", ".1", "1..2", "HEADER.FIELDS", "HEADER.FIELDS ()", "X"})
         require(!body_section(msg, root, bad).has_value());
     return 0;

@@ -578,6 +578,12 @@ MimePart parse_mime(std::string_view msg, const MimeLimits& limits) {
     return root;
 }
 
+std::vector<std::pair<std::string_view, std::string>> header_field_list(std::string_view header) {
+    std::vector<std::pair<std::string_view, std::string>> out;
+    for_each_field(header, [&](const Field& f) { out.emplace_back(f.name, unfold(f.raw_value)); });
+    return out;
+}
+
 std::optional<std::string> header_field(std::string_view header, std::string_view name) {
     std::optional<std::string> out;
     for_each_field(header, [&](const Field& f) {

@@ -39,6 +39,8 @@ MimePart parse_mime(std::string_view msg, const MimeLimits& limits = {});
 
 // Header access: the value of the first field `name` (unfolded), if any.
 std::optional<std::string> header_field(std::string_view header, std::string_view name);
+// Every field of `header` in order: its name and its unfolded value.
+std::vector<std::pair<std::string_view, std::string>> header_field_list(std::string_view header);
 
 // FETCH items, as IMAP text.
 std::string envelope(std::string_view msg, const MimePart& root);

@@ -30,17 +30,6 @@ int to_int(std::string_view s) {
     return v;
 }
 
-// ASCII case-insensitive substring search (RFC 3501: case-insensitive).
-bool icontains(std::string_view hay, std::string_view needle) {
-    if (needle.empty()) return true;
-    if (needle.size() > hay.size()) return false;
-    auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
-        return std::tolower(static_cast<unsigned char>(a)) ==
-               std::tolower(static_cast<unsigned char>(b));
-    });
-    return it != hay.end();
-}
-
 struct Parser {
     const std::vector<Value>& args;
     size_t pos;
@@ -203,30 +192,32 @@ struct Parser {
     }
 };
 
-bool header_contains(std::string_view msg, std::string_view field, std::string_view text) {
-    size_t body = msg.find("\r\n\r\n");
-    std::string_view header = msg.substr(0, body == std::string_view::npos ? msg.size() : body + 2);
-    if (field.empty()) return icontains(header, text);
-    // Every occurrence of the field counts.
-    size_t pos = 0;
-    while (pos < header.size()) {
+const SearchableText& folded_text(const SearchMessage& m) {
+    if (!m.folded) {
+        std::string_view msg = m.text();
+        SearchableText t = searchable_text(msg, parse_mime(msg));
+        m.folded = SearchableText{fold_case(t.header), fold_case(t.body)};
+    }
+    return *m.folded;
+}
+
+// HEADER field string: some field `field` (any field when empty) whose
+// decoded value contains the string, case-insensitively.
+bool header_contains(const SearchMessage& m, std::string_view field, std::string_view text) {
+    const std::string needle = fold_case(text);
+    std::string_view header = folded_text(m).header;
+    if (field.empty()) return header.find(needle) != std::string_view::npos;
+    const std::string name = fold_case(field);
+    // folded_text's header: one "name: value" line per field.
+    for (size_t pos = 0; pos < header.size();) {
         size_t eol = header.find('\n', pos);
-        size_t end = eol == std::string_view::npos ? header.size() : eol + 1;
-        while (end < header.size() && (header[end] == ' ' || header[end] == '\t')) {
-            size_t e2 = header.find('\n', end);
-            end = e2 == std::string_view::npos ? header.size() : e2 + 1;
-        }
-        std::string_view line = header.substr(pos, end - pos);
-        pos = end;
-        size_t colon = line.find(':');
-        if (colon == std::string_view::npos) continue;
-        std::string_view name = line.substr(0, colon);
-        while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-        if (!iequals(name, field)) continue;
-        std::string value;
-        for (char c : line.substr(colon + 1))
-            if (c != '\r' && c != '\n') value += c;
-        if (icontains(value, text)) return true;
+        if (eol == std::string_view::npos) eol = header.size();
+        std::string_view line = header.substr(pos, eol - pos);
+        pos = eol + 1;
+        if (line.size() >= name.size() + 2 && line.starts_with(name) &&
+            line.substr(name.size(), 2) == ": " &&
+            line.substr(name.size() + 2).find(needle) != std::string_view::npos)
+            return true;
     }
     return false;
 }
@@ -363,14 +354,15 @@ bool search_match(const SearchKey& k, const SearchMessage& m, uint32_t max_seq, 
             return k.op == Op::Keyword ? has : !has;
         }
         case Op::Header:
-            return header_contains(m.text(), k.field, k.text);
-        case Op::Body: {
-            std::string_view t = m.text();
-            size_t body = t.find("\r\n\r\n");
-            return body != std::string_view::npos && icontains(t.substr(body + 4), k.text);
+            return header_contains(m, k.field, k.text);
+        case Op::Body:
+            return folded_text(m).body.find(fold_case(k.text)) != std::string::npos;
+        case Op::Text: {
+            const std::string needle = fold_case(k.text);
+            const SearchableText& t = folded_text(m);
+            return t.header.find(needle) != std::string::npos ||
+                   t.body.find(needle) != std::string::npos;
         }
-        case Op::Text:
-            return icontains(m.text(), k.text);
         case Op::Larger:
             return m.size > k.number;
         case Op::Smaller:

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "imapd/decode.hpp"
 #include "imapd/parser.hpp"
 
 namespace pbx::imap {
@@ -65,6 +66,9 @@ struct SearchMessage {
     int64_t internal_days = 0;               // days since 1970-01-01 of the internal date
     uint64_t size = 0;                       // RFC822.SIZE
     std::function<std::string_view()> text;  // the whole message, CRLF
+    // Its decoded, case-folded header and body text (decode.hpp), made by
+    // the first BODY/TEXT/HEADER key that needs them.
+    mutable std::optional<SearchableText> folded;
 };
 
 bool search_match(const SearchKey& key, const SearchMessage& m, uint32_t max_seq, uint32_t max_uid);

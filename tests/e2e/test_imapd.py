@@ -5,6 +5,7 @@ delivered by SMTP through a real instance (smtpd, queue-manager,
 local-delivery); two concurrent sessions; IDLE; hostile mailbox names;
 kill -9 mid-APPEND; mbsync through a Tunnel (issue: IMAP)."""
 
+import base64
 import imaplib
 import os
 import pwd
@@ -319,6 +320,27 @@ class ImapdDirectTest(unittest.TestCase):
         with open(os.path.join(self.store.maildir, "pillarbox-uidlist")) as f:
             text = f.read()
         self.assertTrue(text.startswith("pillarbox-uidlist 1 V%d N2\n1 :" % validity), text)
+
+    def test_search_decodes_what_the_user_reads(self):
+        imap = self.session().imap()
+        plain = (b"From: plain@example.test\r\nSubject: nothing special\r\n\r\n"
+                 b"just ascii\r\n")
+        encoded = (b"From: =?ISO-8859-1?Q?J=F6rg?= <joerg@example.test>\r\n"
+                   b"Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n"
+                   b"MIME-Version: 1.0\r\n"
+                   b"Content-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Transfer-Encoding: base64\r\n\r\n"
+                   + base64.encodebytes("Das Café hat geöffnet.\n".encode()).replace(b"\n", b"\r\n"))
+        for m in (plain, encoded):
+            self.assertEqual(imap.append("INBOX", None, None, m)[0], "OK")
+        imap.select("INBOX")
+        # 8-bit search strings go as literals (imaplib sends .literal last).
+        for key, text, want in (("BODY", "CAFÉ", b"2"), ("SUBJECT", "grüße", b"2"),
+                                ("FROM", "JÖRG", b"2"), ("TEXT", "GEÖFFNET", b"2"),
+                                ("BODY", "ascii", b"1"), ("BODY", "RGFzIENhZsOp", b"")):
+            imap.literal = text.encode()
+            typ, data = imap.search("UTF-8", key)
+            self.assertEqual((typ, data), ("OK", [want]), (key, text))
 
     def test_store_search_copy_move_expunge(self):
         imap = self.session().imap()

@@ -140,3 +140,92 @@ TEST_CASE("search: dates") {
     CHECK_FALSE(parse_imap_datetime("01-Jan-1970 25:00:00 +0000"));
     CHECK_FALSE(parse_imap_datetime("01-Jan-1970"));
 }
+
+TEST_CASE("search: decoding for BODY, TEXT and HEADER") {
+    CHECK(decode_base64("R3LDvMOfZQ==") ==
+          "Gr\xc3\xbc\xc3\x9f"
+          "e");
+    CHECK(decode_base64("R3L\r\nDvMOf ZQ") ==
+          "Gr\xc3\xbc\xc3\x9f"
+          "e");  // lenient
+    CHECK(decode_quoted_printable("caf=E9 =\r\nau lait=3D ok =ZZ") == "caf\xe9 au lait= ok =ZZ");
+    CHECK(charset_to_utf8("caf\xe9", "ISO-8859-1") == "caf\xc3\xa9");
+    CHECK(charset_to_utf8("caf\xe9", "x-no-such-charset") == "caf\xe9");
+    CHECK(decode_header_value("=?UTF-8?B?R3LDvMOfZQ==?= =?ISO-8859-1?Q?_aus_K=F6ln?= !") ==
+          "Gr\xc3\xbc\xc3\x9f"
+          "e aus K\xc3\xb6ln !");
+    CHECK(decode_header_value("plain =?bogus") == "plain =?bogus");
+    CHECK(fold_case("GR\xc3\x9c\xc3\x9f"
+                    "E \xce\xa3\xce\x9f\xce\xa6\xce\x99\xce\x91") ==
+          "gr\xc3\xbc\xc3\x9f"
+          "e \xcf\x83\xce\xbf\xcf\x86\xce\xb9\xce\xb1");
+    CHECK(fold_case("bad \xff\xfe bytes") == "bad \xff\xfe bytes");
+
+    static const std::string multipart =
+        "From: =?ISO-8859-1?Q?J=F6rg?= <joerg@example.test>\r\n"
+        "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+        "--b1\r\n"
+        "Content-Type: text/plain; charset=iso-8859-1\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        "Ein Caf=E9 in der Stra=DFe, sehr sch=\r\noen.\r\n"
+        "--b1\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        "PHA+TWVldGluZyBhdCA8Yj5ub29uPC9iPjwvcD4=\r\n"  // <p>Meeting at <b>noon</b></p>
+        "--b1\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        "c2VjcmV0d29yZA==\r\n"  // "secretword": an attachment, not searched
+        "--b1\r\n"
+        "Content-Type: message/rfc822\r\n\r\n"
+        "Subject: inner =?UTF-8?Q?r=C3=A9sum=C3=A9?=\r\n\r\n"
+        "forwarded text\r\n"
+        "--b1--\r\n";
+    SearchMessage m;
+    m.seq = 1;
+    m.uid = 1;
+    m.text = [] { return std::string_view(multipart); };
+    auto key = [](SearchKey::Op op, std::string field, std::string text) {
+        SearchKey k;
+        k.op = op;
+        k.field = std::move(field);
+        k.text = std::move(text);
+        return k;
+    };
+    using Op = SearchKey::Op;
+    struct C {
+        SearchKey k;
+        bool result;
+    };
+    const C cases[] = {
+        {key(Op::Body, "", "caf\xc3\xa9"), true},  // QP + Latin-1
+        {key(Op::Body, "", "STRASSE"), false},     // no ß → ss folding
+        {key(Op::Body, "",
+             "stra\xc3\x9f"
+             "e"),
+         true},                                           // ß as written
+        {key(Op::Body, "", "sehr schoen"), true},         // soft line break
+        {key(Op::Body, "", "meeting at <B>NOON"), true},  // base64 HTML part
+        {key(Op::Body, "", "secretword"), false},         // attachment
+        {key(Op::Body, "", "c2VjcmV0d29yZA"), false},     // nor its base64
+        {key(Op::Body, "", "forwarded text"), true},      // attached message
+        {key(Op::Body, "", "R3LDvMOfZQ"), false},         // encoded header
+        {key(Op::Header, "Subject",
+             "GR\xc3\x9c\xc3\x9f"
+             "E"),
+         true},  // encoded-word, folded
+        {key(Op::Header, "subject", "gr\xc3\xbc"), true},
+        {key(Op::Header, "From", "j\xc3\xb6rg"), true},
+        {key(Op::Header, "To", ""), false},  // no such field
+        {key(Op::Header, "", "joerg@EXAMPLE"), true},
+        {key(Op::Text, "", "J\xc3\x96RG"), true},
+        {key(Op::Text, "", "r\xc3\xa9sum\xc3\xa9"), true},  // inner message header
+        {key(Op::Text, "", "noon"), true},
+    };
+    for (const auto& c : cases) {
+        INFO(c.k.field << " " << c.k.text);
+        CHECK(search_match(c.k, m, 1, 1) == c.result);
+    }
+}
