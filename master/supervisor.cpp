@@ -32,6 +32,7 @@ constexpr auto kHealthyUptime = std::chrono::seconds(10);
 constexpr auto kServerStartWait = std::chrono::seconds(5);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(10000);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(200);
+constexpr int64_t kMaxInstances = 64;  // of one program (pop3_login_processes, ...)
 
 Result<std::string> read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -103,19 +104,46 @@ std::string describe_exit(int status) {
 }
 
 Supervisor::Supervisor(event_base* base, Options opts) : base_(base), opts_(std::move(opts)) {
-    for (const auto& def : kPrograms) {
-        Child c;
-        c.def = &def;
-        c.owner = this;
-        children_.emplace(std::string(def.name), std::move(c));
-    }
+    for (const auto& def : kPrograms) (void)child_of(def, 0);
 }
 
 Supervisor::~Supervisor() = default;
 
+Supervisor::Child& Supervisor::child_of(const ProgramDef& def, unsigned instance) {
+    std::string name(def.name);
+    if (instance > 0) name += "#" + std::to_string(instance + 1);
+    auto [it, fresh] = children_.try_emplace(name);
+    if (fresh) {
+        it->second.def = &def;
+        it->second.name = name;
+        it->second.instance = instance;
+        it->second.owner = this;
+    }
+    return it->second;
+}
+
+std::vector<const Supervisor::Child*> Supervisor::children_of(const ProgramDef& def) const {
+    std::vector<const Child*> out;
+    for (const auto& [name, c] : children_)
+        if (c.def == &def) out.push_back(&c);
+    std::sort(out.begin(), out.end(),
+              [](const Child* a, const Child* b) { return a->instance < b->instance; });
+    return out;
+}
+
+unsigned Supervisor::instances(const ProgramDef& def) const {
+    if (def.processes_key.empty()) return 1;
+    return static_cast<unsigned>(
+        std::clamp<int64_t>(config_.integer(def.processes_key), 1, kMaxInstances));
+}
+
 bool Supervisor::wanted(const ProgramDef& def) const {
     if (!def.enable_key.empty()) return config_.boolean(def.enable_key);
     return !listeners_of(def).empty();
+}
+
+bool Supervisor::wanted(const Child& child) const {
+    return wanted(*child.def) && child.instance < instances(*child.def);
 }
 
 std::vector<const BoundListener*> Supervisor::listeners_of(const ProgramDef& def) const {
@@ -170,21 +198,23 @@ Status Supervisor::apply_config(config::Config cfg, std::string text, bool initi
 
     bool servers_waited = !initial;
     for (const auto& def : kPrograms) {  // in start order
-        Child& child = children_.at(std::string(def.name));
-        const std::string name(def.name);
-        child.fast_crashes = 0;
-        if (child.pid != 0) continue;  // still stopping; restarted when reaped
-        if (!wanted(*child.def)) continue;
-        if (access(program_path(*child.def).c_str(), X_OK) != 0) {
-            log::warn(name, ": not started: ", program_path(*child.def), ": ",
-                      std::strerror(errno));
-            continue;
+        for (unsigned i = 0; i < instances(def); ++i) {
+            Child& child = child_of(def, i);
+            child.fast_crashes = 0;
+            if (child.pid != 0) continue;  // still stopping; restarted when reaped
+            if (!wanted(child)) continue;
+            if (access(program_path(def).c_str(), X_OK) != 0) {
+                log::warn(child.name, ": not started: ", program_path(def), ": ",
+                          std::strerror(errno));
+                continue;
+            }
+            if (def.listeners.size() > 0 && !servers_waited) {
+                wait_for_servers();
+                servers_waited = true;
+            }
+            if (auto s = spawn(child); !s)
+                log::error(child.name, ": cannot start: ", s.error().message);
         }
-        if (def.listeners.size() > 0 && !servers_waited) {
-            wait_for_servers();
-            servers_waited = true;
-        }
-        if (auto s = spawn(child); !s) log::error(name, ": cannot start: ", s.error().message);
     }
     return {};
 }
@@ -301,7 +331,7 @@ Status Supervisor::spawn(Child& child) {
     child.pid = pid;
     child.started = Clock::now();
     child.started_wall = std::chrono::system_clock::now();
-    log::info(name, ": started, pid ", pid);
+    log::info(child.name, ": started, pid ", pid);
     return {};
 }
 
@@ -318,10 +348,10 @@ void Supervisor::schedule_restart(Child& child) {
     if (delay.count() == 0) {
         ++child.restarts;
         if (auto s = spawn(child); !s)
-            log::error(child.def->name, ": cannot restart: ", s.error().message);
+            log::error(child.name, ": cannot restart: ", s.error().message);
         return;
     }
-    log::warn(child.def->name, ": crashed ", child.fast_crashes, " times in a row; restarting in ",
+    log::warn(child.name, ": crashed ", child.fast_crashes, " times in a row; restarting in ",
               delay.count(), " ms");
     child.restart_timer.reset(evtimer_new(base_, on_restart_timer, &child));
     timeval tv{static_cast<time_t>(delay.count() / 1000),
@@ -333,10 +363,10 @@ void Supervisor::on_restart_timer(evutil_socket_t, short, void* arg) noexcept {
     auto* child = static_cast<Child*>(arg);
     Supervisor* self = child->owner;
     child->restart_timer.reset();
-    if (self->stopping_ || child->pid != 0 || !self->wanted(*child->def)) return;
+    if (self->stopping_ || child->pid != 0 || !self->wanted(*child)) return;
     ++child->restarts;
     if (auto s = self->spawn(*child); !s)
-        log::error(child->def->name, ": cannot restart: ", s.error().message);
+        log::error(child->name, ": cannot restart: ", s.error().message);
 }
 
 void Supervisor::reap() {
@@ -354,20 +384,20 @@ void Supervisor::reap() {
         found->pid = 0;
         std::string how = describe_exit(status);
         if (stopping_) {
-            log::info(found->def->name, ": pid ", pid, " stopped (", how, ")");
+            log::info(found->name, ": pid ", pid, " stopped (", how, ")");
             continue;
         }
         if (found->stop_requested) {
             found->stop_requested = false;
-            log::info(found->def->name, ": pid ", pid, " stopped for the reload (", how, ")");
-            if (wanted(*found->def)) {
+            log::info(found->name, ": pid ", pid, " stopped for the reload (", how, ")");
+            if (wanted(*found)) {
                 if (auto s = spawn(*found); !s)
-                    log::error(found->def->name, ": cannot start: ", s.error().message);
+                    log::error(found->name, ": cannot start: ", s.error().message);
             }
             continue;
         }
-        log::warn(found->def->name, ": pid ", pid, " died (", how, "); restarting");
-        if (!stopping_ && wanted(*found->def)) schedule_restart(*found);
+        log::warn(found->name, ": pid ", pid, " died (", how, "); restarting");
+        if (!stopping_ && wanted(*found)) schedule_restart(*found);
     }
     maybe_finish_stop();
 }
@@ -450,21 +480,23 @@ std::string Supervisor::status_text() const {
     out << line;
     auto now = Clock::now();
     for (const auto& def : kPrograms) {
-        const Child& c = children_.at(std::string(def.name));
-        std::string state;
-        if (c.pid > 0) {
-            auto up = std::chrono::duration_cast<std::chrono::seconds>(now - c.started).count();
-            std::snprintf(line, sizeof line, "%-16s %8d %8s %9llds %8d\n",
-                          std::string(def.name).c_str(), static_cast<int>(c.pid),
-                          proc_uid(c.pid).c_str(), static_cast<long long>(up), c.restarts);
-        } else {
-            const char* why = !wanted(def)      ? "disabled"
-                              : c.restart_timer ? "restarting"
-                                                : "not running";
-            std::snprintf(line, sizeof line, "%-16s %8s %8s %10s %8d\n",
-                          std::string(def.name).c_str(), "-", "-", why, c.restarts);
+        for (const Child* child : children_of(def)) {
+            const Child& c = *child;
+            if (c.instance > 0 && c.pid == 0 && !wanted(c)) continue;  // no longer configured
+            if (c.pid > 0) {
+                auto up = std::chrono::duration_cast<std::chrono::seconds>(now - c.started).count();
+                std::snprintf(line, sizeof line, "%-16s %8d %8s %9llds %8d\n", c.name.c_str(),
+                              static_cast<int>(c.pid), proc_uid(c.pid).c_str(),
+                              static_cast<long long>(up), c.restarts);
+            } else {
+                const char* why = !wanted(c)        ? "disabled"
+                                  : c.restart_timer ? "restarting"
+                                                    : "not running";
+                std::snprintf(line, sizeof line, "%-16s %8s %8s %10s %8d\n", c.name.c_str(), "-",
+                              "-", why, c.restarts);
+            }
+            out << line;
         }
-        out << line;
     }
     return out.str();
 }
@@ -476,18 +508,22 @@ std::string Supervisor::status_json() const {
     bool first = true;
     auto now = Clock::now();
     for (const auto& def : kPrograms) {
-        const Child& c = children_.at(std::string(def.name));
-        if (!first) out << ",";
-        first = false;
-        out << "{\"name\":\"" << json_escape(def.name)
-            << "\",\"enabled\":" << (wanted(def) ? "true" : "false");
-        if (c.pid > 0) {
-            auto up = std::chrono::duration_cast<std::chrono::seconds>(now - c.started).count();
-            out << ",\"pid\":" << c.pid << ",\"uid\":" << proc_uid(c.pid) << ",\"uptime\":" << up;
-        } else {
-            out << ",\"pid\":null";
+        for (const Child* child : children_of(def)) {
+            const Child& c = *child;
+            if (c.instance > 0 && c.pid == 0 && !wanted(c)) continue;  // no longer configured
+            if (!first) out << ",";
+            first = false;
+            out << "{\"name\":\"" << json_escape(c.name)
+                << "\",\"enabled\":" << (wanted(c) ? "true" : "false");
+            if (c.pid > 0) {
+                auto up = std::chrono::duration_cast<std::chrono::seconds>(now - c.started).count();
+                out << ",\"pid\":" << c.pid << ",\"uid\":" << proc_uid(c.pid)
+                    << ",\"uptime\":" << up;
+            } else {
+                out << ",\"pid\":null";
+            }
+            out << ",\"restarts\":" << c.restarts << "}";
         }
-        out << ",\"restarts\":" << c.restarts << "}";
     }
     out << "]}\n";
     return out.str();

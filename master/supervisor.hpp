@@ -67,6 +67,8 @@ class Supervisor {
   private:
     struct Child {
         const ProgramDef* def = nullptr;
+        std::string name;       // "pop3-login", or "pop3-login#2" for a second instance
+        unsigned instance = 0;  // 0-based
         pid_t pid = 0;
         Clock::time_point started{};
         std::chrono::system_clock::time_point started_wall{};
@@ -84,6 +86,13 @@ class Supervisor {
     void stop_child(Child& child);
     std::vector<const BoundListener*> listeners_of(const ProgramDef& def) const;
     bool wanted(const ProgramDef& def) const;
+    bool wanted(const Child& child) const;
+    // How many instances of the program the configuration asks for.
+    unsigned instances(const ProgramDef& def) const;
+    Child& child_of(const ProgramDef& def, unsigned instance);
+    // The program's children in instance order (also those beyond the
+    // configured number that are still stopping).
+    std::vector<const Child*> children_of(const ProgramDef& def) const;
     std::string program_path(const ProgramDef& def) const;
     void maybe_finish_stop();
 
@@ -97,7 +106,7 @@ class Supervisor {
     UniqueFd config_memfd_;
     unsigned generation_ = 0;
     std::vector<BoundListener> listeners_;
-    std::map<std::string, Child> children_;  // by program name
+    std::map<std::string, Child> children_;  // by Child::name
     bool stopping_ = false;
     EventPtr kill_timer_;
     SessionLauncher* sessions_ = nullptr;

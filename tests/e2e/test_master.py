@@ -265,3 +265,90 @@ class MasterTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def tcp_inodes_by_client_port(server_port):
+    """{client port: inode of the server side's socket} from /proc/net/tcp."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], int(fields[9])
+            if int(local.split(":")[1], 16) == server_port and inode:
+                out[int(remote.split(":")[1], 16)] = inode
+    return out
+
+
+@unittest.skipUnless(all(harness.program(p) for p in ("pop3-login", "pop3d", "authd")),
+                     "pop3-login, pop3d or authd is not built")
+class LoginProcessesTest(unittest.TestCase):
+    """pop3_login_processes: several login processes share the listeners, and
+    one that crashes loses only its own connections (issue 7)."""
+
+    USERS = ["user%d" % i for i in range(1, 9)]
+
+    def test_several_login_processes_share_the_listeners(self):
+        import poplib
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with Instance(users={u: "demo" for u in self.USERS},
+                      config={"pop3_login_processes": "3", "remote_delivery_enable": "no"}) as inst:
+            deadline = time.monotonic() + 15 * harness._scale()
+
+            def logins():
+                return sorted(pid for pid, name in inst.child_list() if name == "pop3-login")
+
+            while len(logins()) < 3:
+                self.assertLess(time.monotonic(), deadline, inst.log_text())
+                time.sleep(0.05)
+            status = json.loads(inst.tool("status", "--json", check=True).stdout)
+            named = {p["name"]: p["pid"] for p in status["programs"]}
+            self.assertEqual(sorted(named[n] for n in ("pop3-login", "pop3-login#2",
+                                                       "pop3-login#3")), logins())
+            port = inst.port("pop3s")
+            clients = []
+            for u in self.USERS:
+                for attempt in range(50):
+                    try:
+                        p = poplib.POP3_SSL("127.0.0.1", port, timeout=30, context=ctx)
+                        p.user(u)
+                        p.pass_("demo")
+                        break
+                    except poplib.error_proto:
+                        if attempt == 49:
+                            raise
+                        time.sleep(0.1)  # authd still starting
+                self.assertEqual(p.stat(), (0, 0))
+                clients.append(p)
+            # Which login process holds which connection.
+            by_port = tcp_inodes_by_client_port(port)
+            owner_of_inode = {}
+            for pid in logins():
+                for inode in socket_inodes(pid).values():
+                    owner_of_inode[inode] = pid
+            owners = [owner_of_inode.get(by_port.get(c.sock.getsockname()[1]))
+                      for c in clients]
+            self.assertNotIn(None, owners, (owners, by_port))
+            victim = owners[0]
+            os.kill(victim, signal.SIGKILL)
+            inst.wait_for_log(r"pop3-login(#\d)?: pid %d died \(signal 9" % victim)
+            for c, owner in zip(clients, owners):
+                if owner == victim:
+                    with self.assertRaises((poplib.error_proto, OSError, EOFError)):
+                        c.noop()
+                        c.noop()
+                else:
+                    self.assertTrue(c.noop().startswith(b"+OK"))  # untouched
+                    self.assertTrue(c.quit().startswith(b"+OK"))
+            # The master put a new instance in the victim's place.
+            while len(logins()) < 3 or victim in logins():
+                self.assertLess(time.monotonic(), deadline + 15, inst.log_text())
+                time.sleep(0.05)
+            p = poplib.POP3_SSL("127.0.0.1", port, timeout=30, context=ctx)
+            p.user(self.USERS[0])
+            p.pass_("demo")
+            self.assertEqual(p.stat(), (0, 0))
+            p.quit()
