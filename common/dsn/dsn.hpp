@@ -20,9 +20,9 @@
 //
 // Text we put in parts 1 and 2 (replies, addresses) is made 7-bit: octets
 // outside printable ASCII become "?" (RFC 6533's message/global-delivery-
-// status is not implemented). The original part is copied as it is; the
-// result says whether it holds 8-bit octets (the notice then needs
-// BODY=8BITMIME).
+// status, which would carry UTF-8 there, is left for later). The original
+// part is copied as it is; the result says whether it holds 8-bit octets
+// (the notice then needs BODY=8BITMIME).
 #pragma once
 
 #include <ctime>

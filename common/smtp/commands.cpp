@@ -182,7 +182,8 @@ std::optional<Engine::Refusal> Engine::check_bdat(std::string_view args, Parsed&
 }
 
 std::optional<Engine::Refusal> Engine::check_starttls(std::string_view args, Parsed&) const {
-    if (!policy_.starttls_offered) return Refusal{502, "5.5.1", "Error: command not implemented"};
+    if (!policy_.starttls_offered)
+        return Refusal{502, "5.5.1", "Error: STARTTLS is not offered in this session"};
     if (session_.tls_active) return Refusal{503, "5.5.1", "Error: TLS already active"};
     if (!args.empty()) return Refusal{501, "5.5.4", "Syntax: STARTTLS"};
     return std::nullopt;
