@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "common/c_ptr.hpp"
@@ -31,7 +32,7 @@ const char* env(std::string_view name) {
 class Glue : public event::StreamHandler {
   public:
     Glue(event_base* base, imap::SessionConfig cfg, std::chrono::milliseconds autologout)
-        : base_(base), session_(std::move(cfg)), autologout_(autologout) {}
+        : base_(base), session_(with_watch(std::move(cfg), this)), autologout_(autologout) {}
 
     Status start(UniqueFd fd, size_t max_output) {
         event::StreamConnection::Limits limits;
@@ -45,10 +46,23 @@ class Glue : public event::StreamHandler {
         if (inotify_) {
             ev_.reset(event_new(base_, inotify_.get(), EV_READ | EV_PERSIST, on_inotify, this));
             if (ev_) event_add(ev_.get(), nullptr);
+        } else {
+            // fs.inotify.max_user_instances (128 by default) is per user:
+            // sessions beyond it look at the folder's mtimes once a second
+            // while they IDLE instead.
+            log::info("no inotify instance (", std::strerror(errno),
+                      "); IDLE polls the folder every second");
         }
+        poll_.reset(event_new(base_, -1, EV_PERSIST, on_poll, this));
+        if (!inotify_) arm_poll();
         session_.start();
         flush();
         return {};
+    }
+
+    static imap::SessionConfig with_watch(imap::SessionConfig cfg, Glue* self) {
+        cfg.watch = [self](const std::string& dir) { return self->watch(dir); };
+        return cfg;
     }
 
     void stop() {
@@ -81,6 +95,9 @@ class Glue : public event::StreamHandler {
   private:
     void process(event::StreamConnection& c) {
         while (!session_.busy() && !session_.done() && c.input_size() > 0) {
+            // Changes made before this command count for it (the events are
+            // queued when the change happens, whatever libevent runs first).
+            read_events();
             std::string_view in = c.peek(c.input_size());
             size_t used = session_.feed(in);
             c.drain(used);
@@ -93,32 +110,87 @@ class Glue : public event::StreamHandler {
         if (!conn_) return;
         std::string out = session_.take_output();
         if (!out.empty()) conn_->write(out);
-        watch();
         if (session_.done() && !conn_->closing()) conn_->close_after_flush();
     }
 
-    // Keeps the inotify watches on the selected folder's new/ and cur/.
-    void watch() {
-        if (!inotify_) return;
-        std::string dir = session_.selected_dir();
-        if (dir == watched_) return;
-        for (int wd : wds_) inotify_rm_watch(inotify_.get(), wd);
+    // Watches the selected folder's new/ and cur/ ("" : none); the session
+    // calls it before it reads a folder it selects.
+    bool watch(const std::string& dir) {
+        if (!inotify_) return false;
+        read_events();  // the old folder's events are of no interest any more
+        for (const auto& w : wds_) inotify_rm_watch(inotify_.get(), w.first);
         wds_.clear();
-        watched_ = dir;
-        if (dir.empty()) return;
-        for (const char* sub : {"/new", "/cur"}) {
-            int wd =
-                inotify_add_watch(inotify_.get(), (dir + sub).c_str(),
-                                  IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR);
-            if (wd >= 0) wds_.push_back(wd);
+        if (dir.empty()) return false;
+        for (const char* sub : {"new", "cur"}) {
+            int wd = inotify_add_watch(inotify_.get(), (dir + "/" + sub).c_str(),
+                                       IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+                                           IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+            if (wd < 0) {
+                log::info("cannot watch ", dir, "/", sub, " (", std::strerror(errno),
+                          "); IDLE polls the folder every second");
+                for (const auto& w : wds_) inotify_rm_watch(inotify_.get(), w.first);
+                wds_.clear();
+                arm_poll();
+                return false;
+            }
+            wds_.emplace_back(wd, sub);
+        }
+        return true;
+    }
+
+    // Hands the queued inotify events to the session; true if there were any.
+    bool read_events() {
+        if (!inotify_) return false;
+        alignas(struct inotify_event) char buf[8192];
+        bool any = false;
+        for (;;) {
+            ssize_t n = read(inotify_.get(), buf, sizeof buf);
+            if (n <= 0) break;
+            any = true;
+            for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(struct inotify_event)) <= n;) {
+                const auto* e = reinterpret_cast<const struct inotify_event*>(buf + off);
+                off += static_cast<ssize_t>(sizeof(struct inotify_event) + e->len);
+                if (e->mask & IN_Q_OVERFLOW) {
+                    session_.fs_event("");
+                    continue;
+                }
+                if (e->mask & IN_IGNORED) continue;
+                const char* sub = nullptr;
+                for (const auto& w : wds_)
+                    if (w.first == e->wd) sub = w.second;
+                if (!sub) continue;  // a folder no longer watched
+                if (e->len == 0 || (e->mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
+                    session_.fs_event("");
+                    continue;
+                }
+                std::string rel =
+                    std::string(sub) + "/" + std::string(e->name, strnlen(e->name, e->len));
+                session_.fs_event(rel);
+            }
+        }
+        return any;
+    }
+
+    void arm_poll() {
+        if (!poll_ || event_pending(poll_.get(), EV_TIMEOUT, nullptr)) return;
+        struct timeval second {
+            1, 0
+        };
+        event_add(poll_.get(), &second);
+    }
+
+    // IDLE without a watch (no inotify instance or watch left): poll.
+    static void on_poll(evutil_socket_t, short, void* self) noexcept {
+        auto* g = static_cast<Glue*>(self);
+        if (g->wds_.empty() && g->session_.idling() && g->conn_ && !g->conn_->closing()) {
+            g->session_.changed();
+            g->flush();
         }
     }
 
-    static void on_inotify(evutil_socket_t fd, short, void* self) noexcept {
-        char buf[4096];
-        while (read(fd, buf, sizeof buf) > 0) {
-        }
+    static void on_inotify(evutil_socket_t, short, void* self) noexcept {
         auto* g = static_cast<Glue*>(self);
+        g->read_events();
         if (!g->conn_ || g->conn_->closing()) return;
         g->session_.changed();
         g->flush();
@@ -129,8 +201,8 @@ class Glue : public event::StreamHandler {
     std::unique_ptr<event::StreamConnection> conn_;
     UniqueFd inotify_;
     EventPtr ev_;
-    std::string watched_;
-    std::vector<int> wds_;
+    EventPtr poll_;
+    std::vector<std::pair<int, const char*>> wds_;  // wd, "new" or "cur"
     std::chrono::milliseconds autologout_;
 };
 

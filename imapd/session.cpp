@@ -1,6 +1,7 @@
 #include "imapd/session.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <set>
 
 #include "common/log.hpp"
+#include "common/unique_fd.hpp"
 #include "imapd/mime.hpp"
 #include "imapd/search.hpp"
 
@@ -72,6 +74,35 @@ std::optional<std::string> read_message(const std::string& path, bool& missing) 
     return out;
 }
 
+// The header section of a message file, up to and including the empty line
+// (all of it when there is none), read without the body.
+std::optional<std::string> read_header(const std::string& path, bool& missing) {
+    missing = false;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
+        missing = errno == ENOENT;
+        return std::nullopt;
+    }
+    std::string out;
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        size_t from = out.size() < 2 ? 0 : out.size() - 2;
+        out.append(buf, static_cast<size_t>(n));
+        size_t a = out.find("\n\n", from), b = out.find("\n\r\n", from);
+        size_t end =
+            std::min(a == std::string::npos ? a : a + 2, b == std::string::npos ? b : b + 3);
+        if (end != std::string::npos) {
+            out.resize(end);
+            break;
+        }
+        if (out.size() > kMaxMessageRead) break;
+    }
+    return out;
+}
+
 // ",W=<n>" in a Maildir base name: the CRLF size (Dovecot's convention).
 std::optional<uint64_t> name_vsize(std::string_view base) {
     size_t w = base.find(",W=");
@@ -92,16 +123,25 @@ std::string session_capabilities(uint64_t append_limit) {
            std::to_string(append_limit);
 }
 
+// One message of the selected folder: 64 bytes and one string (5,000
+// messages: ~0.5 MB). The base name is the file name's part before ":2,".
 struct Session::Msg {
-    uint32_t uid = 0;
-    std::string base, file;
-    uint8_t flags = 0;
-    uint32_t keywords = 0;
-    bool recent = false;
-    bool gone = false;  // expunged elsewhere, not yet reported
+    std::string file;  // relative to the folder: "cur/BASE:2,FLAGS"
     int64_t vsize = -1;
     time_t date = 0;
+    uint32_t uid = 0;
+    uint32_t keywords = 0;
+    uint8_t flags = 0;
+    bool recent = false;
+    bool gone = false;  // expunged elsewhere, not yet reported
     bool have_date = false;
+
+    std::string_view base() const {
+        std::string_view n(file);
+        n.remove_prefix(std::min(n.size(), n.find('/') + 1));
+        size_t c = n.find(":2,");
+        return n.substr(0, c != std::string_view::npos ? c : n.find(':'));
+    }
 };
 
 struct Session::Selected {
@@ -120,8 +160,10 @@ struct Session::Selected {
     // The last message read (FETCH of several items, SEARCH).
     uint32_t cached_uid = 0;
     std::string cached_text;
-    // pillarbox-cache: FETCH data by base name.
+    // pillarbox-cache: FETCH data by base name, read at the first FETCH
+    // that needs it (a SELECT does not).
     CacheMap cache;
+    bool cache_loaded = false;
     bool cache_dirty = false;
 
     explicit Selected(std::string dir) : folder(std::move(dir)) {}
@@ -203,7 +245,7 @@ void Session::save_cache() {
     sel_->cache_dirty = false;
     // Only entries of messages that still exist.
     std::set<std::string_view> live;
-    for (const auto& m : sel_->msgs) live.insert(m.base);
+    for (const auto& m : sel_->msgs) live.insert(m.base());
     for (auto it = sel_->cache.begin(); it != sel_->cache.end();) {
         if (!live.count(it->first))
             it = sel_->cache.erase(it);
@@ -214,9 +256,17 @@ void Session::save_cache() {
         log::warn(sel_->folder.dir(), ": cannot write the cache: ", st.error().message);
 }
 
+void Session::need_cache() {
+    if (sel_->cache_loaded) return;
+    sel_->cache = sel_->folder.load_cache();
+    sel_->cache_loaded = true;
+}
+
 const CacheEntry* Session::cache_entry(size_t index) {
+    need_cache();
     Msg& m = sel_->msgs[index];
-    auto it = sel_->cache.find(m.base);
+    std::string base(m.base());
+    auto it = sel_->cache.find(base);
     if (it != sel_->cache.end()) return &it->second;
     const std::string* text = load(index);
     if (!text) return nullptr;
@@ -228,7 +278,7 @@ const CacheEntry* Session::cache_entry(size_t index) {
     e.body = bodystructure(*text, mime, false);
     e.bodystructure = bodystructure(*text, mime, true);
     sel_->cache_dirty = true;
-    return &sel_->cache.emplace(m.base, std::move(e)).first->second;
+    return &sel_->cache.emplace(std::move(base), std::move(e)).first->second;
 }
 
 void Session::start() {
@@ -263,6 +313,36 @@ void Session::resume() {
 
 void Session::changed() {
     if (idle_ && sel_) sync_view(true);
+}
+
+void Session::fs_event(std::string_view rel) {
+    if (!watching_) return;
+    if (!rel.empty()) {
+        auto it = expected_.find(std::string(rel));
+        if (it != expected_.end()) {
+            expected_.erase(it);
+            return;
+        }
+    }
+    dirty_ = true;
+}
+
+void Session::expect(const std::string& rel) {
+    if (!watching_) return;
+    // Bounded: events that never came (a failed operation) must not pile up.
+    if (expected_.size() >= 4096) {
+        expected_.clear();
+        dirty_ = true;
+    }
+    expected_.insert(rel);
+}
+
+void Session::unselect() {
+    sel_.reset();
+    if (watching_ && cfg_.watch) cfg_.watch(std::string());
+    watching_ = false;
+    dirty_ = false;
+    expected_.clear();
 }
 
 size_t Session::feed(std::string_view in) {
@@ -362,11 +442,11 @@ void Session::dispatch(const Command& c, bool) {
         finish(c.tag, "Capability completed");
     } else if (n == "NOOP") {
         if (!noargs()) return;
-        sync_view(true, true);
+        sync_view(true, !watching_);  // watched: every change is known
         tagged(c.tag, "OK", "NOOP completed");
     } else if (n == "CHECK") {
         if (!noargs() || !need_selected(c)) return;
-        sync_view(true, true);
+        sync_view(true, !watching_);
         tagged(c.tag, "OK", "CHECK completed");
     } else if (n == "LOGOUT") {
         if (!noargs()) return;
@@ -430,6 +510,7 @@ void Session::dispatch(const Command& c, bool) {
 // ---- the selected folder -------------------------------------------------
 
 bool Session::dirs_changed() {
+    if (watching_) return dirty_;
     struct stat a {
     }, b{};
     const std::string& d = sel_->folder.dir();
@@ -448,16 +529,19 @@ bool Session::dirs_changed() {
     return changed || recent;
 }
 
-void Session::sync_view(bool allow_expunge, bool force) {
+void Session::sync_view(bool allow_expunge, bool force, Result<SyncResult>* given) {
     if (!sel_ || done_) return;
     bool pending_gone = allow_expunge && std::any_of(sel_->msgs.begin(), sel_->msgs.end(),
                                                      [](const Msg& m) { return m.gone; });
-    if (!dirs_changed() && !force && !pending_gone) return;
-    auto r = sel_->folder.sync(!sel_->readonly);
+    if (!given && !dirs_changed() && !force && !pending_gone) return;
+    dirty_ = false;  // what changes from here on comes as events
+    auto r = given ? std::move(*given) : sel_->folder.sync(!sel_->readonly);
     if (!r) {
         log::warn(sel_->folder.dir(), ": sync failed: ", r.error().message);
+        dirty_ = true;
         return;
     }
+    for (const auto& f : r->moved) expect(f);
     sel_->last_sync = ::time(nullptr);
     if (r->validity != sel_->validity) {
         untagged("BYE The mailbox's UIDVALIDITY changed; please reconnect");
@@ -499,7 +583,6 @@ void Session::sync_view(bool allow_expunge, bool force) {
         if (s.uid <= last) continue;
         Msg m;
         m.uid = s.uid;
-        m.base = s.base;
         m.file = s.file;
         m.flags = s.flags;
         m.keywords = s.keywords;
@@ -609,13 +692,14 @@ const std::string* Session::load(size_t index) {
 uint64_t Session::message_size(size_t index) {
     Msg& m = sel_->msgs[index];
     if (m.vsize >= 0) return static_cast<uint64_t>(m.vsize);
-    if (auto it = sel_->cache.find(m.base); it != sel_->cache.end()) {
-        m.vsize = static_cast<int64_t>(it->second.vsize);
-        return it->second.vsize;
-    }
-    if (auto w = name_vsize(m.base)) {
+    if (auto w = name_vsize(m.base())) {
         m.vsize = static_cast<int64_t>(*w);
         return *w;
+    }
+    need_cache();
+    if (auto it = sel_->cache.find(std::string(m.base())); it != sel_->cache.end()) {
+        m.vsize = static_cast<int64_t>(it->second.vsize);
+        return it->second.vsize;
     }
     const CacheEntry* e = cache_entry(index);
     return e ? e->vsize : 0;
@@ -634,12 +718,17 @@ time_t Session::internal_date(size_t index) {
 
 bool Session::set_message_flags(size_t index, uint8_t flags, uint32_t keywords) {
     Msg& m = sel_->msgs[index];
-    auto r = sel_->folder.set_flags(m.base, flags, keywords);
+    std::string from = m.file;
+    auto r = sel_->folder.set_flags(std::string(m.base()), flags, keywords, from);
     if (!r || !*r) {
         if (r && !*r) m.gone = true;
         return false;
     }
     m.file = **r;
+    if (m.file != from) {
+        expect(from);
+        expect(m.file);
+    }
     m.flags = flags;
     m.keywords = keywords;
     return true;
@@ -668,7 +757,7 @@ void Session::cmd_select(const Command& c, bool readonly) {
         return;
     }
     save_cache();
-    sel_.reset();  // a failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1)
+    unselect();  // a failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1)
     idle_ = false;
     std::string name = mailbox_arg(c.args[0]);
     std::string error;
@@ -684,22 +773,24 @@ void Session::cmd_select(const Command& c, bool readonly) {
     auto sel = std::make_unique<Selected>(*dir);
     sel->name = name;
     sel->readonly = readonly;
+    // Watched before it is read: no change falls between the scan and the watch.
+    watching_ = cfg_.watch && cfg_.watch(*dir);
     auto r = sel->folder.sync(!readonly);
     if (!r) {
+        unselect();
         no(c.tag, "[SERVERBUG] Cannot open the mailbox");
         log::error(*dir, ": ", r.error().message);
         return;
     }
+    for (const auto& f : r->moved) expect(f);
     sel->validity = r->validity;
     sel->uidnext = r->next;
     sel->keyword_names = sel->folder.keywords();
-    sel->cache = sel->folder.load_cache();
     sel->last_sync = ::time(nullptr);
     std::set<uint32_t> recent(r->recent.begin(), r->recent.end());
     for (const auto& s : r->messages) {
         Msg m;
         m.uid = s.uid;
-        m.base = s.base;
         m.file = s.file;
         m.flags = s.flags;
         m.keywords = s.keywords;
@@ -729,6 +820,9 @@ void Session::cmd_select(const Command& c, bool readonly) {
     untagged("OK [UIDNEXT " + std::to_string(sel_->uidnext) + "] Predicted next UID");
     tagged(c.tag, "OK",
            readonly ? "[READ-ONLY] EXAMINE completed" : "[READ-WRITE] SELECT completed");
+    // The scan's temporary lists are freed but glibc keeps their pages; give
+    // them back (a session idles for long with what it has after a SELECT).
+    ::malloc_trim(0);
 }
 
 void Session::cmd_create(const Command& c) {
@@ -763,7 +857,7 @@ void Session::cmd_delete(const Command& c) {
         no(c.tag, "[NONEXISTENT] Mailbox does not exist");
         return;
     }
-    if (sel_ && sel_->name == name) sel_.reset();
+    if (sel_ && sel_->name == name) unselect();
     if (auto st = store_.remove(name); !st) {
         no(c.tag, st.error().message);
         return;
@@ -786,7 +880,7 @@ void Session::cmd_rename(const Command& c) {
         no(c.tag, "[ALREADYEXISTS] Target mailbox exists already");
         return;
     }
-    if (sel_ && sel_->name == from && !is_inbox(from)) sel_.reset();
+    if (sel_ && sel_->name == from && !is_inbox(from)) unselect();
     if (auto st = store_.rename(from, to); !st) {
         no(c.tag, st.error().message);
         return;
@@ -1126,11 +1220,16 @@ void Session::cmd_append(const Command& c) {
         }
         kw |= 1u << idx;
     }
-    auto r = f.append(message, flags, kw, date);
+    std::string file;
+    auto r = f.append(message, flags, kw, date, &file);
     if (!r) {
         log::error(*dir, ": APPEND failed: ", r.error().message);
         no(c.tag, "[SERVERBUG] Cannot store the message");
         return;
+    }
+    if (sel_ && *dir == sel_->folder.dir()) {
+        expect(file);   // its event is ours
+        dirty_ = true;  // EXISTS in this answer
     }
     finish(c.tag, "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) +
                       "] APPEND completed");
@@ -1149,16 +1248,19 @@ void Session::cmd_idle(const Command& c) {
 
 void Session::cmd_close(const Command& c, bool expunge) {
     if (expunge && !sel_->readonly) {
-        std::vector<std::string> bases;
+        std::vector<std::string> bases, files;
         for (const auto& m : sel_->msgs)
-            if (m.flags & kFlagDeleted) bases.push_back(m.base);
+            if (m.flags & kFlagDeleted) {
+                bases.push_back(std::string(m.base()));
+                files.push_back(m.file);
+            }
         if (!bases.empty()) {
-            if (auto st = sel_->folder.expunge(bases); !st)
+            if (auto st = sel_->folder.expunge(bases, files); !st)
                 log::warn(sel_->folder.dir(), ": expunge failed: ", st.error().message);
         }
     }
     save_cache();
-    sel_.reset();
+    unselect();
     tagged(c.tag, "OK", expunge ? "CLOSE completed" : "UNSELECT completed");
 }
 
@@ -1184,17 +1286,24 @@ void Session::cmd_expunge(const Command& c, const std::vector<Value>& args, bool
     std::set<uint32_t> uids;
     for (size_t i : which)
         if (i < sel_->msgs.size()) uids.insert(sel_->msgs[i].uid);
-    std::vector<std::string> bases;
+    std::vector<std::string> bases, files;
     for (const auto& m : sel_->msgs)
-        if ((m.flags & kFlagDeleted) && uids.count(m.uid)) bases.push_back(m.base);
+        if ((m.flags & kFlagDeleted) && uids.count(m.uid)) {
+            bases.push_back(std::string(m.base()));
+            files.push_back(m.file);
+        }
+    for (const auto& f : files) expect(f);
     if (!bases.empty()) {
-        if (auto st = sel_->folder.expunge(bases); !st) {
+        auto st = sel_->folder.expunge(bases, files);
+        if (!st) {
             log::error(sel_->folder.dir(), ": expunge failed: ", st.error().message);
             no(c.tag, "[SERVERBUG] Expunge failed");
             return;
         }
+        sync_view(true, true, &st);  // the folder as the expunge left it
+    } else {
+        sync_view(true, true);
     }
-    sync_view(true, true);
     tagged(c.tag, "OK", "EXPUNGE completed");
 }
 
@@ -1214,6 +1323,22 @@ void Session::cmd_search(const Command& c, const std::vector<Value>& args, bool 
     uint32_t max_seq = static_cast<uint32_t>(msgs.size());
     uint32_t max_uid = msgs.empty() ? 0 : msgs.back().uid;
     std::string result = "SEARCH";
+    std::function<bool(const SearchKey&, std::initializer_list<SearchKey::Op>)> uses =
+        [&](const SearchKey& k, std::initializer_list<SearchKey::Op> ops) {
+            for (auto op : ops)
+                if (k.op == op) return true;
+            for (const auto& ch : k.children)
+                if (uses(ch, ops)) return true;
+            return false;
+        };
+    using Op = SearchKey::Op;
+    bool need_size = uses(*key, {Op::Larger, Op::Smaller});
+    // SENT* fall back to the internal date when there is no Date: field.
+    bool need_date =
+        uses(*key, {Op::Before, Op::On, Op::Since, Op::SentBefore, Op::SentOn, Op::SentSince});
+    bool need_body = uses(*key, {Op::Body, Op::Text});
+    uint32_t header_uid = 0;
+    std::string header;
     for (size_t i = 0; i < msgs.size(); ++i) {
         if (msgs[i].gone) continue;
         SearchMessage sm;
@@ -1224,20 +1349,32 @@ void Session::cmd_search(const Command& c, const std::vector<Value>& args, bool 
         for (size_t k = 0; k < kMaxKeywords; ++k)
             if ((msgs[i].keywords & (1u << k)) && k < sel_->keyword_names.size())
                 sm.keywords.push_back(sel_->keyword_names[k]);
-        sm.internal_days = static_cast<int64_t>(internal_date(i)) / 86400;
-        sm.text = [&, i]() -> std::string_view {
-            const std::string* t = load(i);
-            return t ? std::string_view(*t) : std::string_view();
-        };
-        // Size only when asked: LARGER/SMALLER need it.
-        sm.size = 0;
-        std::function<bool(const SearchKey&)> needs_size = [&](const SearchKey& k) {
-            if (k.op == SearchKey::Op::Larger || k.op == SearchKey::Op::Smaller) return true;
-            for (const auto& ch : k.children)
-                if (needs_size(ch)) return true;
-            return false;
-        };
-        if (needs_size(*key)) sm.size = message_size(i);
+        // The internal date (a stat) and the size only when a key needs them;
+        // only the header section when no key looks at the body.
+        if (need_date) sm.internal_days = static_cast<int64_t>(internal_date(i)) / 86400;
+        if (need_body) {
+            sm.text = [&, i]() -> std::string_view {
+                const std::string* t = load(i);
+                return t ? std::string_view(*t) : std::string_view();
+            };
+        } else {
+            sm.text = [&, i]() -> std::string_view {
+                if (header_uid != msgs[i].uid) {
+                    header_uid = msgs[i].uid;
+                    header.clear();
+                    bool missing = false;
+                    auto h = read_header(sel_->folder.dir() + "/" + msgs[i].file, missing);
+                    if (h) {
+                        header = to_crlf(*h);
+                    } else if (const std::string* t = load(i)) {  // renamed meanwhile
+                        size_t end = t->find("\r\n\r\n");
+                        header = t->substr(0, end == std::string::npos ? t->size() : end + 4);
+                    }
+                }
+                return header;
+            };
+        }
+        sm.size = need_size ? message_size(i) : 0;
         if (search_match(*key, sm, max_seq, max_uid))
             result += " " + std::to_string(uid ? msgs[i].uid : i + 1);
     }
@@ -1592,7 +1729,7 @@ void Session::cmd_copy(const Command& c, const std::vector<Value>& args, bool ui
     }
     Folder dest(*dir);
     std::string src_uids, dst_uids;
-    std::vector<std::string> moved;
+    std::vector<std::string> moved, moved_files;
     uint32_t validity = 0;
     for (size_t i : *set) {
         Msg& m = sel_->msgs[i];
@@ -1619,8 +1756,10 @@ void Session::cmd_copy(const Command& c, const std::vector<Value>& args, bool ui
         }
         src_uids += std::to_string(m.uid);
         dst_uids += std::to_string(*r);
-        moved.push_back(m.base);
+        moved.push_back(std::string(m.base()));
+        moved_files.push_back(m.file);
     }
+    if (*dir == sel_->folder.dir()) dirty_ = true;  // copied into itself
     auto st = dest.sync(false);
     if (st) validity = st->validity;
     std::string code = src_uids.empty() ? std::string()
@@ -1629,7 +1768,8 @@ void Session::cmd_copy(const Command& c, const std::vector<Value>& args, bool ui
     if (move) {
         if (!code.empty()) untagged("OK " + code + "Moved");
         if (!moved.empty()) {
-            if (auto ex = sel_->folder.expunge(moved); !ex)
+            for (const auto& f : moved_files) expect(f);
+            if (auto ex = sel_->folder.expunge(moved, moved_files); !ex)
                 log::error(sel_->folder.dir(), ": MOVE expunge failed: ", ex.error().message);
         }
         sync_view(true, true);

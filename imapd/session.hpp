@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +29,12 @@ struct SessionConfig {
     std::string login_tag;  // tag to answer OK to; empty: "* PREAUTH" greeting
     uint64_t append_limit = 50u << 20;
     size_t output_high = 256 * 1024;  // a FETCH pauses above this much queued output
+    // Called with the folder directory before a SELECT reads it ("" when
+    // nothing is selected any more); true: its new/ and cur/ are watched
+    // (inotify) and every change there comes through fs_event() before the
+    // next command. Without it (or when it fails) the session looks at the
+    // directories' mtimes before every command instead.
+    std::function<bool(const std::string& dir)> watch;
 };
 
 // The capabilities of a logged-in session.
@@ -49,6 +57,10 @@ class Session {
     void resume();
     // The selected folder may have changed on disk (inotify, timer).
     void changed();
+    // A change in the watched folder: "new/NAME" or "cur/NAME", "" when
+    // unknown (queue overflow). Changes the session made itself are known
+    // and cost no rescan; any other one does at the next command.
+    void fs_event(std::string_view rel);
     // Autologout (RFC 3501 §5.4) and SIGTERM: "* BYE", then done().
     void autologout();
     void shutdown();
@@ -94,8 +106,11 @@ class Session {
     void cmd_enable(const Command& c);
 
     // The selected folder.
-    void sync_view(bool allow_expunge, bool force = false);
+    // given: a sync the store did anyway (EXPUNGE), used instead of another.
+    void sync_view(bool allow_expunge, bool force = false, Result<SyncResult>* given = nullptr);
     bool dirs_changed();
+    void unselect();
+    void expect(const std::string& rel);
     std::optional<std::vector<size_t>> resolve_set(const std::string& tag, const Value* v,
                                                    bool uid);
     std::string flags_string(const Msg& m) const;
@@ -113,6 +128,7 @@ class Session {
     // The cached FETCH data of a message, computed (and the cache marked for
     // saving) when missing; nullptr when the message is gone.
     const CacheEntry* cache_entry(size_t index);
+    void need_cache();
     void save_cache();
 
     SessionConfig cfg_;
@@ -123,6 +139,11 @@ class Session {
     bool idle_ = false;
     std::string idle_tag_;
     std::unique_ptr<Selected> sel_;
+    // With cfg_.watch: the selected folder changed since the last scan by
+    // someone else; expected_: changes of our own not yet seen as events.
+    bool watching_ = false;
+    bool dirty_ = false;
+    std::multiset<std::string> expected_;
     std::unique_ptr<FetchJob> job_;
 };
 

@@ -38,6 +38,33 @@ bool parse_u32(std::string_view s, uint32_t& out) {
     return ec == std::errc() && p == s.data() + s.size();
 }
 
+// Temp + rename without fsync, for files whose loss costs only work.
+Status write_unsynced(const std::string& target, std::string_view text) {
+    std::string temp = target + ".tmp." + std::to_string(::getpid());
+    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return fail_errno("open " + temp);
+    std::string_view left = text;
+    while (!left.empty()) {
+        ssize_t n = ::write(fd.get(), left.data(), left.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = errno;
+            ::unlink(temp.c_str());
+            errno = e;
+            return fail_errno("write " + temp);
+        }
+        left.remove_prefix(static_cast<size_t>(n));
+    }
+    fd.reset();
+    if (::rename(temp.c_str(), target.c_str()) != 0) {
+        int e = errno;
+        ::unlink(temp.c_str());
+        errno = e;
+        return fail_errno("rename " + temp);
+    }
+    return {};
+}
+
 Result<std::string> read_file(const std::string& path, bool& missing) {
     missing = false;
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -465,6 +492,7 @@ Result<SyncResult> Folder::sync_locked(bool take_new) {
     if (!text) return Err{text.error()};
     UidList list;
     bool changed = false;
+    bool new_uids = false;  // UIDNEXT or UIDVALIDITY moved: must survive a crash
     if (!missing) {
         std::string error;
         auto parsed = parse_uidlist(*text, error);
@@ -481,6 +509,7 @@ Result<SyncResult> Folder::sync_locked(bool take_new) {
         list.validity = static_cast<uint32_t>(::time(nullptr));
         list.next = 1;
         changed = true;
+        new_uids = true;
     }
 
     std::vector<DirEntry> entries;
@@ -515,6 +544,7 @@ Result<SyncResult> Folder::sync_locked(bool take_new) {
         if (list.next == 0xffffffffu) return fail(dir_ + ": UIDNEXT exhausted");
         kept.push_back(UidList::Entry{list.next++, std::move(base)});
         changed = true;
+        new_uids = true;
     }
     list.entries = std::move(kept);
 
@@ -531,6 +561,8 @@ Result<SyncResult> Folder::sync_locked(bool take_new) {
         if (de.in_new && take_new) {
             std::string to = "cur/" + maildir_name(e.base, m.flags, m.keywords);
             if (::rename((dir_ + "/" + m.file).c_str(), (dir_ + "/" + to).c_str()) == 0) {
+                res.moved.push_back(m.file);
+                res.moved.push_back(to);
                 m.file = to;
                 res.recent.push_back(e.uid);
             }
@@ -538,8 +570,12 @@ Result<SyncResult> Folder::sync_locked(bool take_new) {
         res.messages.push_back(std::move(m));
     }
     if (changed) {
-        if (auto st = spool::atomic_write(list_path, format_uidlist(list)); !st)
-            return Err{st.error()};
+        // New UIDs are flushed to disk before anyone sees them (a UID must
+        // never be given twice); a list that only lost entries need not be:
+        // after a crash the older list's extra entries are dropped again.
+        auto st = new_uids ? spool::atomic_write(list_path, format_uidlist(list))
+                           : write_unsynced(list_path, format_uidlist(list));
+        if (!st) return Err{st.error()};
     }
     res.validity = list.validity;
     res.next = list.next;
@@ -547,13 +583,25 @@ Result<SyncResult> Folder::sync_locked(bool take_new) {
 }
 
 Result<std::optional<std::string>> Folder::set_flags(const std::string& base, uint8_t flags,
-                                                     uint32_t keywords) {
+                                                     uint32_t keywords, const std::string& known) {
     auto lock = FolderLock::take(dir_);
     if (!lock) return Err{lock.error()};
+    std::string to = "cur/" + maildir_name(base, flags, keywords);
+    // The file where the caller last saw it: renamed without a scan. Gone
+    // (renamed or expunged elsewhere): looked for below.
+    if (!known.empty() && parse_maildir_name(known.substr(known.find('/') + 1)).base == base) {
+        if (known == to) {
+            struct stat st {};
+            if (::stat((dir_ + "/" + to).c_str(), &st) == 0) return std::optional<std::string>(to);
+        } else if (::rename((dir_ + "/" + known).c_str(), (dir_ + "/" + to).c_str()) == 0) {
+            return std::optional<std::string>(to);
+        } else if (errno != ENOENT) {
+            return fail_errno("rename " + dir_ + "/" + known);
+        }
+    }
     std::vector<DirEntry> entries;
     scan_dir(dir_, "new", true, entries);
     scan_dir(dir_, "cur", false, entries);
-    std::string to = "cur/" + maildir_name(base, flags, keywords);
     for (const auto& e : entries) {
         if (parse_maildir_name(e.name).base != base) continue;
         std::string from = (e.in_new ? "new/" : "cur/") + e.name;
@@ -565,21 +613,30 @@ Result<std::optional<std::string>> Folder::set_flags(const std::string& base, ui
     return std::optional<std::string>();
 }
 
-Status Folder::expunge(const std::vector<std::string>& bases) {
+Result<SyncResult> Folder::expunge(const std::vector<std::string>& bases,
+                                   const std::vector<std::string>& known) {
     auto lock = FolderLock::take(dir_);
     if (!lock) return Err{lock.error()};
     std::set<std::string_view> want(bases.begin(), bases.end());
+    // Files where the caller last saw them go without a scan; only the rest
+    // (renamed elsewhere in between) are looked for.
+    for (const auto& k : known) {
+        NameInfo info = parse_maildir_name(std::string_view(k).substr(k.find('/') + 1));
+        auto it = want.find(info.base);
+        if (it == want.end()) continue;
+        if (::unlink((dir_ + "/" + k).c_str()) == 0) want.erase(it);
+    }
     std::vector<DirEntry> entries;
-    scan_dir(dir_, "new", true, entries);
-    scan_dir(dir_, "cur", false, entries);
+    if (!want.empty()) {
+        scan_dir(dir_, "new", true, entries);
+        scan_dir(dir_, "cur", false, entries);
+    }
     for (const auto& e : entries) {
         if (!want.count(parse_maildir_name(e.name).base)) continue;
         std::string path = dir_ + (e.in_new ? "/new/" : "/cur/") + e.name;
         if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail_errno("unlink " + path);
     }
-    auto r = sync_locked(false);
-    if (!r) return Err{r.error()};
-    return {};
+    return sync_locked(false);
 }
 
 Result<std::string> Folder::new_unique_name(uint64_t size) {
@@ -596,10 +653,12 @@ Result<std::string> Folder::new_unique_name(uint64_t size) {
 }
 
 Result<std::pair<uint32_t, uint32_t>> Folder::append(std::string_view content, uint8_t flags,
-                                                     uint32_t keywords, time_t internal_date) {
+                                                     uint32_t keywords, time_t internal_date,
+                                                     std::string* file) {
     auto base = new_unique_name(content.size());
     if (!base) return Err{base.error()};
     std::string rel = "cur/" + maildir_name(*base, flags, keywords);
+    if (file) *file = rel;
     std::string target = dir_ + "/" + rel;
     spool::AtomicWriteOptions opt;
     opt.temp_dir = dir_ + "/tmp";
@@ -693,7 +752,10 @@ CacheMap Folder::load_cache() {
 }
 
 Status Folder::save_cache(const CacheMap& entries) {
-    return spool::atomic_write(dir_ + "/" + std::string(kCacheName), format_cache(entries));
+    // Without fsync: the cache is rebuilt from the messages when a crash
+    // leaves it short (its checksum fails), so it is not worth a disk flush
+    // at every change.
+    return write_unsynced(dir_ + "/" + std::string(kCacheName), format_cache(entries));
 }
 
 // ---- MailStore -------------------------------------------------------------

@@ -129,6 +129,7 @@ struct SyncResult {
     uint32_t next = 1;
     std::vector<StoredMessage> messages;  // ascending uid
     std::vector<uint32_t> recent;         // moved from new/ to cur/ by this sync
+    std::vector<std::string> moved;       // those moves: "new/X", "cur/Y", ...
     bool rebuilt = false;                 // the uid list was missing or corrupt
 };
 
@@ -145,15 +146,22 @@ class Folder {
     Result<SyncResult> sync_locked(bool take_new);
 
     // Sets a message's flags (rename under the lock). Returns the new file
-    // (relative) or nullopt when the message is gone.
+    // (relative) or nullopt when the message is gone. `known` (relative, may
+    // be empty): where the caller last saw the file; renamed from there
+    // without scanning the folder unless it has moved since.
     Result<std::optional<std::string>> set_flags(const std::string& base, uint8_t flags,
-                                                 uint32_t keywords);
-    // Removes the messages with these base names (under the lock).
-    Status expunge(const std::vector<std::string>& bases);
+                                                 uint32_t keywords, const std::string& known = {});
+    // Removes the messages with these base names (under the lock); `known`:
+    // their files where the caller last saw them (scanned for when gone).
+    // Returns the folder as it is afterwards.
+    Result<SyncResult> expunge(const std::vector<std::string>& bases,
+                               const std::vector<std::string>& known = {});
     // Stores a message into cur/ with flags and date; returns its uid and the
     // folder's UIDVALIDITY.
+    // `file`, if given, gets the new file's name ("cur/NAME").
     Result<std::pair<uint32_t, uint32_t>> append(std::string_view content, uint8_t flags,
-                                                 uint32_t keywords, time_t internal_date);
+                                                 uint32_t keywords, time_t internal_date,
+                                                 std::string* file = nullptr);
     // Hard-links (COPY) a message file into this folder; returns its uid.
     Result<uint32_t> copy_in(const std::string& source_path, uint8_t flags, uint32_t keywords);
 

@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""A mixed IMAP load, Pillarbox (imap-login + imapd behind pillarbox-master)
+vs Dovecot (dovecot-imapd: imap-login + imap behind dovecot), side by side
+in one run (bench/README.md's rules: ratios in the same run).
+
+    PBX_BUILD_DIR=build-bench python3 bench/imap_mixed.py   # as root
+
+Both serve the same messages (imap_fetch.py's, hard links to the same
+files) from one Maildir per user owned by pbx-vmail, on 127.0.0.1 without
+TLS (loopback may send passwords in the clear on both), sha512-crypt
+passwords. CLIENTS clients (one user each) loop for SECONDS over
+
+    LOGIN, SELECT INBOX, FETCH 20 (FLAGS RFC822.SIZE ENVELOPE),
+    FETCH 1 BODY.PEEK[], STORE +FLAGS (\\Seen), STORE -FLAGS (\\Seen),
+    SEARCH UNSEEN, SEARCH SUBJECT, APPEND (one new message),
+    UID STORE +FLAGS.SILENT (\\Deleted) of that message, EXPUNGE, LOGOUT
+
+so the folder keeps N messages. Reported per side: commands/s, errors, and
+CPU time per command of the server's processes (utime+stime from
+/proc/PID/stat, reaped children included): the login process and the
+sessions, and the whole server tree (with authd / Dovecot's auth, anvil,
+log, ...). CPU per command hardly depends on the load of the machine;
+commands/s does (the client runs on the same cores).
+Environment: N (1000 messages per folder), CLIENTS (10), SECONDS (30),
+RUNS (1; sides alternate), SIDES (pillarbox,dovecot), PBX_BUILD_DIR, KEEP=1.
+"""
+
+import os
+import pwd
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from imap_fetch import make_messages  # noqa: E402
+
+PASSWORD = "pw"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# ---- a small IMAP client (literals handled; no imaplib, to keep the client cheap)
+
+class ImapError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, port, timeout=120):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.n = 0
+        greeting = self.line()
+        if not greeting.startswith(b"* OK"):
+            raise ImapError("greeting: %r" % greeting[:200])
+
+    def line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                out, self.buf = self.buf[:i], self.buf[i + 2:]
+                return out
+            chunk = self.sock.recv(1 << 18)
+            if not chunk:
+                raise ImapError("connection closed")
+            self.buf += chunk
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 18)
+            if not chunk:
+                raise ImapError("connection closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self, tag):
+        """Untagged lines (literals folded in) until the tagged one."""
+        lines = []
+        while True:
+            line = self.line()
+            m = re.search(rb"\{(\d+)\}$", line)
+            while m:  # a literal follows: read it and the rest of the line
+                line += b"\r\n" + self.exact(int(m.group(1))) + self.line()
+                m = re.search(rb"\{(\d+)\}$", line)
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise ImapError(line[:300].decode("latin-1"))
+                return lines, line
+            lines.append(line)
+
+    def cmd(self, text, literal=None):
+        self.n += 1
+        tag = b"t%d" % self.n
+        if literal is None:
+            self.sock.sendall(tag + b" " + text + b"\r\n")
+        else:
+            self.sock.sendall(tag + b" " + text + b" {%d}\r\n" % len(literal))
+            cont = self.line()
+            if not cont.startswith(b"+"):
+                raise ImapError("no continuation: %r" % cont[:200])
+            self.sock.sendall(literal + b"\r\n")
+        return self.response(tag)
+
+    def close(self):
+        self.sock.close()
+
+
+def new_message(i):
+    body = ("Appended line %d, a short body.\r\n" % i) * 30
+    return (("From: Client <client@example.net>\r\nTo: alice@example.test\r\n"
+             "Subject: appended %d\r\nDate: Wed, 2 Feb 2022 11:00:00 +0100\r\n"
+             "Message-ID: <a%d@example.net>\r\n\r\n" % (i, i)) + body).encode()
+
+
+def one_loop(port, user, n, rnd, counter):
+    """One pass of the mix; returns the number of commands answered OK."""
+    c = Client(port)
+    done = 0
+    try:
+        c.cmd(b'LOGIN %s "%s"' % (user.encode(), PASSWORD.encode()))
+        done += 1
+        lines, _ = c.cmd(b"SELECT INBOX")
+        done += 1
+        exists = 0
+        for line in lines:
+            m = re.match(rb"\* (\d+) EXISTS", line)
+            if m:
+                exists = int(m.group(1))
+        if exists < n:
+            raise ImapError("%s: %d messages, expected %d" % (user, exists, n))
+        k = rnd.randint(1, exists - 19)
+        lines, _ = c.cmd(b"FETCH %d:%d (FLAGS RFC822.SIZE ENVELOPE)" % (k, k + 19))
+        if len(lines) != 20:
+            raise ImapError("FETCH answered %d lines" % len(lines))
+        done += 1
+        j = rnd.randint(1, exists)
+        lines, _ = c.cmd(b"FETCH %d BODY.PEEK[]" % j)
+        if not lines or b"BODY[]" not in lines[0]:
+            raise ImapError("FETCH BODY.PEEK[]: %r" % (lines[:1],))
+        done += 1
+        c.cmd(b"STORE %d +FLAGS (\\Seen)" % j)
+        done += 1
+        c.cmd(b"STORE %d -FLAGS (\\Seen)" % j)
+        done += 1
+        lines, _ = c.cmd(b"SEARCH UNSEEN")
+        if not any(x.startswith(b"* SEARCH") for x in lines):
+            raise ImapError("no SEARCH answer")
+        done += 1
+        lines, _ = c.cmd(b'SEARCH SUBJECT "number %d"' % rnd.randint(0, n - 1))
+        if not any(x.startswith(b"* SEARCH") for x in lines):
+            raise ImapError("no SEARCH answer")
+        done += 1
+        with counter[1]:
+            counter[0] += 1
+            i = counter[0]
+        _, ok = c.cmd(b"APPEND INBOX (\\Seen)", new_message(i))
+        m = re.search(rb"\[APPENDUID \d+ (\d+)\]", ok)
+        if not m:
+            raise ImapError("APPEND without APPENDUID: %r" % ok)
+        done += 1
+        c.cmd(b"UID STORE %s +FLAGS.SILENT (\\Deleted)" % m.group(1))
+        done += 1
+        lines, _ = c.cmd(b"EXPUNGE")
+        done += 1
+        c.cmd(b"LOGOUT")
+        done += 1
+    finally:
+        c.close()
+    return done
+
+
+# ---- processes and their CPU time ---------------------------------------------
+
+def proc_table():
+    """{pid: (ppid, comm, self ticks, reaped children's ticks)}"""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        f = st[st.rindex(")") + 2:].split()
+        # fields after comm: state ppid ... utime(12) stime(13) cutime(14) cstime(15)
+        out[int(d)] = (int(f[1]), comm, int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+    return out
+
+
+def tree(table, root):
+    kids = {}
+    for pid, v in table.items():
+        kids.setdefault(v[0], []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        if p in table:
+            out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_snapshot(root, session_comms):
+    """(ticks of the whole tree incl. reaped, ticks of login+session processes).
+
+    Reaped processes are counted through their parents' cutime/cstime; the
+    login and session processes are the only ones that come and go, so the
+    reaped part is theirs."""
+    t = proc_table()
+    total = 0
+    ls = 0
+    for pid in tree(t, root):
+        _ppid, comm, own, reaped = t[pid]
+        total += own + reaped
+        ls += reaped
+        if comm in session_comms:
+            ls += own
+    return total, ls
+
+
+def rss_of(pid, key):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ---- the two servers ----------------------------------------------------------
+
+def fill_maildir(maildir, template, vmail):
+    for sub in ("", "/cur", "/new", "/tmp"):
+        os.makedirs(maildir + sub, exist_ok=True)
+        os.chown(maildir + sub, vmail.pw_uid, vmail.pw_gid)
+        os.chmod(maildir + sub, 0o700)
+    for name in os.listdir(os.path.join(template, "cur")):
+        os.link(os.path.join(template, "cur", name), os.path.join(maildir, "cur", name))
+
+
+def dovecot_config(work, port, vmail, users, extra=""):
+    conf = os.path.join(work, "dovecot.conf")
+    with open(os.path.join(work, "passwd"), "w") as f:
+        for u in users:
+            f.write("%s:%s\n" % (u, harness.password_hash(PASSWORD)))
+    os.chmod(os.path.join(work, "passwd"), 0o644)
+    with open(conf, "w") as f:
+        f.write("""
+base_dir = {w}/run
+state_dir = {w}/state
+log_path = {w}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:{w}/home/%u/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT {w}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={w}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+{extra}
+""".format(w=work, port=port, uid=vmail.pw_uid, gid=vmail.pw_gid, extra=extra))
+    return conf
+
+
+class Servers:
+    """Both servers with the same users and the same messages."""
+
+    def __init__(self, users, n, pbx_config=None, dovecot_extra=""):
+        self.vmail = pwd.getpwnam("pbx-vmail")
+        self.work = tempfile.mkdtemp(prefix="pbx-bench-imap-", dir="/tmp")
+        os.chmod(self.work, 0o755)
+        template = os.path.join(self.work, "template")
+        if n:
+            make_messages(template, n)
+            for root, dirs, files in os.walk(template):
+                for x in dirs + files:
+                    os.chown(os.path.join(root, x), self.vmail.pw_uid, self.vmail.pw_gid)
+        config = {"pop3_listen": "", "pop3s_listen": "", "smtp_listen": "",
+                  "submission_listen": "", "submissions_listen": "", "imaps_listen": "",
+                  "queue_manager_enable": "no", "local_delivery_enable": "no",
+                  "remote_delivery_enable": "no"}
+        config.update(pbx_config or {})
+        self.inst = harness.Instance(users={u: PASSWORD for u in users}, config=config,
+                                     start=False)
+        self.dove_port = harness.free_port()
+        os.makedirs(os.path.join(self.work, "home"))
+        for u in users:
+            home = os.path.join(self.work, "home", u)
+            os.makedirs(home)
+            os.chown(home, self.vmail.pw_uid, self.vmail.pw_gid)
+            if n:
+                fill_maildir(os.path.join(self.inst.mail_dir, u, "Maildir"), template,
+                             self.vmail)
+                fill_maildir(os.path.join(home, "Maildir"), template, self.vmail)
+        self.conf = dovecot_config(self.work, self.dove_port, self.vmail, users, dovecot_extra)
+        self.dove = None
+
+    def start(self):
+        self.inst.start()
+        self.dove = subprocess.Popen(["dovecot", "-F", "-c", self.conf])
+        for _ in range(200):
+            try:
+                Client(self.dove_port, timeout=2).close()
+                break
+            except (OSError, ImapError):
+                time.sleep(0.1)
+        # name, port, root pid, login comm, session comm
+        return [("pillarbox", self.inst.port("imap"), self.inst.pid, "imap-login", "imapd"),
+                ("dovecot", self.dove_port, self.dove.pid, "imap-login", "imap")]
+
+    def stop(self):
+        if self.dove:
+            self.dove.terminate()
+            self.dove.wait(30)
+        self.inst.stop(check=False)
+        self.inst.cleanup()
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def load(port, users, n, seconds):
+    """Runs the mix with one client thread per user; (commands, loops, errors, elapsed)."""
+    stop_at = time.monotonic() + seconds
+    stats = {"cmds": 0, "loops": 0, "errors": []}
+    lock = threading.Lock()
+    counter = [0, threading.Lock()]
+
+    def run(user, seed):
+        rnd = random.Random(seed)
+        while time.monotonic() < stop_at:
+            try:
+                k = one_loop(port, user, n, rnd, counter)
+                with lock:
+                    stats["cmds"] += k
+                    stats["loops"] += 1
+            except Exception as e:  # noqa: BLE001
+                with lock:
+                    stats["errors"].append("%s: %s" % (user, e))
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=run, args=(u, i)) for i, u in enumerate(users)]
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return stats["cmds"], stats["loops"], stats["errors"], time.monotonic() - t0
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run me as root")
+    n = int(os.environ.get("N", "1000"))
+    clients = int(os.environ.get("CLIENTS", "10"))
+    seconds = float(os.environ.get("SECONDS", "30"))
+    runs = int(os.environ.get("RUNS", "1"))
+    users = ["u%d" % i for i in range(clients)]
+    srv = Servers(users, n)
+    try:
+        sides = srv.start()
+        only = os.environ.get("SIDES")  # e.g. SIDES=pillarbox for profiling one side
+        if only:
+            sides = [s for s in sides if s[0] in only.split(",")]
+        # Warm-up: one loop per user, so both have their indexes (not timed).
+        for name, port, _root, _l, _s in sides:
+            for u in users:
+                one_loop(port, u, n, random.Random(0), [10 ** 6, threading.Lock()])
+        res = {}
+        for r in range(runs):
+            for name, port, root, login, sess in (sides if r % 2 == 0 else sides[::-1]):
+                c0 = cpu_snapshot(root, (login, sess))
+                cmds, loops, errors, el = load(port, users, n, seconds)
+                c1 = cpu_snapshot(root, (login, sess))
+                res.setdefault(name, []).append(
+                    (cmds, loops, errors, el, c1[0] - c0[0], c1[1] - c0[1]))
+                print("%-9s run %d: %d commands in %.1f s (%.0f/s), %d loops, %d errors; "
+                      "CPU login+session %.2f s, whole server %.2f s" %
+                      (name, r + 1, cmds, el, cmds / el, loops, len(errors),
+                       (c1[1] - c0[1]) / CLK, (c1[0] - c0[0]) / CLK), flush=True)
+                for e in errors[:5]:
+                    print("   error:", e)
+        with open("/proc/loadavg") as f:
+            loadavg = " ".join(f.read().split()[:3])
+        agg = {}
+        for name, rows in res.items():
+            cmds = sum(x[0] for x in rows)
+            el = sum(x[3] for x in rows)
+            agg[name] = {"rate": cmds / el, "errors": sum(len(x[2]) for x in rows),
+                         "ls_us": 1e6 * sum(x[5] for x in rows) / CLK / max(1, cmds),
+                         "all_us": 1e6 * sum(x[4] for x in rows) / CLK / max(1, cmds)}
+        if len(agg) < 2:
+            return
+        p, d = agg["pillarbox"], agg["dovecot"]
+        print("IMAP mixed load: %d clients, %d s, %d messages per folder; nproc %d; load %s"
+              % (clients, seconds, n, os.cpu_count(), loadavg))
+        print("%-36s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
+        print("%-36s %12.0f %12.0f %7.2fx" % ("commands/s", p["rate"], d["rate"],
+                                             p["rate"] / d["rate"]))
+        print("%-36s %12d %12d" % ("errors", p["errors"], d["errors"]))
+        print("%-36s %12.0f %12.0f %7.2fx" % ("CPU us/command, login+session", p["ls_us"],
+                                             d["ls_us"], d["ls_us"] / p["ls_us"]))
+        print("%-36s %12.0f %12.0f %7.2fx" % ("CPU us/command, whole server", p["all_us"],
+                                             d["all_us"], d["all_us"] / p["all_us"]))
+        print("(ratios > 1 favour pillarbox: its rate / dovecot's, dovecot's CPU / its CPU)")
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()
