@@ -146,6 +146,7 @@ void SocketAgents::on_message(Agent& a, ipc::Message&& m) {
                                      : Outcome::Deferred;
     r.reply = std::string(*m.get_str("reply"));
     r.relay = std::string(m.get_str("remote").value_or(to_string(a.route)));
+    r.tls = std::string(m.get_str("tls").value_or(""));
     p.results.push_back(std::move(r));
 }
 
@@ -159,7 +160,7 @@ void SocketAgents::finish(Agent& a, uint64_t id, std::string_view missing_reply)
     for (size_t i = 0; i < p.recipients.size(); ++i)
         if (!p.answered[i])
             report.results.push_back(RecipientResult{p.recipients[i], Outcome::Deferred,
-                                                     std::string(missing_reply), ""});
+                                                     std::string(missing_reply), "", ""});
     p.done(std::move(report));
 }
 

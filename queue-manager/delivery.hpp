@@ -61,6 +61,7 @@ struct RecipientResult {
     Outcome outcome = Outcome::Deferred;
     std::string reply;  // "250 2.0.0 ok", "451 4.4.1 ...": logged and stored
     std::string relay;  // for the log line: "local", "mx.example.org[192.0.2.1]:25"
+    std::string tls;    // remote only: "TLSv1.3:TLS_AES_256_GCM_SHA384:verified", "none"; "" = omit
 };
 
 struct DeliveryReport {

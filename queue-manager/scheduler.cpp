@@ -173,8 +173,8 @@ void Scheduler::apply(const spool::QueueId& id, Route route, DeliveryReport repo
         }
         log::info(id.str(), ": to=<", r.address,
                   ">, relay=", res.relay.empty() ? to_string(route) : res.relay,
-                  ", delay=", (now - env.arrival).count(), ", status=", status_word(r.state),
-                  status_note, " (", r.last_reply, ")");
+                  ", delay=", (now - env.arrival).count(), res.tls.empty() ? "" : ", tls=", res.tls,
+                  ", status=", status_word(r.state), status_note, " (", r.last_reply, ")");
     }
     if (e->in_delivery > 0 || e->notice_in_flight) {
         if (auto s = store_.save(id); !s)

@@ -97,6 +97,7 @@ class Engine::Conn final : public event::StreamHandler {
     bool reached_ = false;  // cur_ is meaningful
     bool plain_ = false;    // cur_ again, without TLS
     bool retry_plain_ = false;
+    bool message_only_ = false;  // the last host refused only this message (4xx to MAIL)
     std::string last_error_;
     std::string tls_desc_;
     std::unique_ptr<event::Connector> connector_;
@@ -228,9 +229,12 @@ void Engine::Conn::connect_next() {
         if (job_)
             for (size_t i = 0; i < reported_.size(); ++i)
                 report(i, sc::Verdict::Deferred, reply, dsn_of(reply));
+        // A host that refused only this message (4xx to MAIL FROM) says
+        // nothing about the others waiting: they get their own attempt.
         std::string why = reply.size() > 4 && reply[3] == ' ' ? reply.substr(4) : reply;
-        e_.fail_queue(dest_, sc::Verdict::Deferred,
-                      "451 4.4.1 delivery temporarily suspended: " + why, dsn_of(reply));
+        if (!message_only_)
+            e_.fail_queue(dest_, sc::Verdict::Deferred,
+                          "451 4.4.1 delivery temporarily suspended: " + why, dsn_of(reply));
         return finish();
     }
     connect(targets_[next_++]);
@@ -251,6 +255,7 @@ void Engine::Conn::connect(const Target& t) {
 void Engine::Conn::connected(Result<UniqueFd> fd) {
     connector_.reset();  // the callback runs from a moved copy: allowed
     if (!fd) {
+        message_only_ = false;
         last_error_ = "451 4.4.1 cannot connect to " + cur_.desc() + ": " + fd.error().message;
         log::info("connect to ", cur_.desc(), ": ", fd.error().message);
         return connect_next();
@@ -332,6 +337,7 @@ void Engine::Conn::on_closed(event::StreamConnection&, const event::CloseInfo& i
             } else if (auto* h = std::get_if<sc::HostFailed>(&a)) {
                 last_error_ = as_reply(h->reason);
                 retry_plain_ = h->retry_without_tls;
+                message_only_ = h->message_only;
             }
         }
     }
@@ -373,6 +379,7 @@ void Engine::Conn::handle() {
             } else if (auto* h = std::get_if<sc::HostFailed>(&a)) {
                 last_error_ = as_reply(h->reason);
                 retry_plain_ = h->retry_without_tls;
+                message_only_ = h->message_only;
                 log::info("host ", cur_.desc(), " failed: ", h->reason);
             } else if (std::holds_alternative<sc::Close>(a)) {
                 if (stream_) stream_->close_after_flush();
@@ -511,8 +518,9 @@ size_t Engine::waiting_jobs() const {
     return n;
 }
 
-NextHop Engine::hop_for(const std::string& domain) const {
+NextHop Engine::hop_for(const std::string& domain, const std::string& sender) const {
     if (auto hop = config_.relay_map.lookup(domain)) return *hop;
+    if (auto hop = config_.sender_relay_map.lookup(sender)) return *hop;
     if (config_.relayhost) {
         NextHop hop = *config_.relayhost;
         hop.relay = true;
@@ -543,7 +551,7 @@ void Engine::submit(Job job) {
             if (job.report) job.report(i, o);
         return;
     }
-    NextHop hop = hop_for(job.domain);
+    NextHop hop = hop_for(job.domain, job.message ? job.message->sender : std::string());
     std::string key = hop.key();
     auto [it, inserted] = dests_.try_emplace(key);
     Dest& d = it->second;

@@ -42,7 +42,8 @@ struct EngineConfig {
     std::string helo_name = "localhost";
     uint16_t smtp_port = 25;
     std::optional<NextHop> relayhost;
-    RelayMap relay_map;  // per recipient domain; before relayhost
+    RelayMap relay_map;               // per recipient domain; first
+    SenderRelayMap sender_relay_map;  // per envelope sender; before relayhost
     smtp::client::TlsLevel default_tls = smtp::client::TlsLevel::May;
     TlsPolicy tls_policy;
     Credentials credentials;
@@ -122,7 +123,9 @@ class Engine {
     // Answers every job waiting for the destination at once.
     void fail_queue(Dest& d, smtp::client::Verdict v, const std::string& reply,
                     const std::string& dsn);
-    NextHop hop_for(const std::string& domain) const;
+    // relayhost_map (recipient domain), then sender_relayhost_map, then
+    // relayhost, then the domain's MX records.
+    NextHop hop_for(const std::string& domain, const std::string& sender) const;
     smtp::client::TlsLevel tls_level(const Dest& d) const;
     void maybe_stopped();
 

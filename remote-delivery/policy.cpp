@@ -162,6 +162,37 @@ std::optional<NextHop> RelayMap::lookup(std::string_view domain) const {
     return std::nullopt;
 }
 
+Result<SenderRelayMap, std::string> SenderRelayMap::parse(std::string_view text,
+                                                          uint16_t default_port) {
+    SenderRelayMap m;
+    auto err = each_line(
+        text, [&](std::string_view key, std::string_view value) -> std::optional<std::string> {
+            std::string k = lower(key);
+            size_t at = k.rfind('@');
+            if (k != "<>" && (at == std::string::npos || at + 1 == k.size()))
+                return "expected a sender address, @domain or <> instead of \"" + k + "\"";
+            auto hop = parse_nexthop(value, default_port);
+            if (!hop) return hop.error();
+            if (m.entries_.count(k)) return "sender " + k + " is listed twice";
+            hop->relay = true;
+            m.entries_[k] = *hop;
+            return std::nullopt;
+        });
+    if (err) return Err{*err};
+    return m;
+}
+
+std::optional<NextHop> SenderRelayMap::lookup(std::string_view sender) const {
+    if (entries_.empty()) return std::nullopt;
+    std::string s = sender.empty() ? std::string("<>") : lower(sender);
+    if (auto it = entries_.find(s); it != entries_.end()) return it->second;
+    size_t at = s.rfind('@');
+    if (at != std::string::npos)
+        if (auto it = entries_.find(std::string_view(s).substr(at)); it != entries_.end())
+            return it->second;
+    return std::nullopt;
+}
+
 Result<Credentials, std::string> Credentials::parse(std::string_view text) {
     Credentials c;
     auto err = each_line(

@@ -9,6 +9,11 @@
 //   relay map        (relayhost_map) one "domain nexthop" per line: mail for
 //                    that domain (".example.org": its subdomains) goes to
 //                    that next hop instead of relayhost or the MX records.
+//   sender map       (sender_relayhost_map) one "sender nexthop" per line:
+//                    mail from that envelope sender ("user@example.org",
+//                    any sender of a domain "@example.org", the null sender
+//                    "<>") goes to that next hop (Postfix's
+//                    sender_dependent_relayhost_maps).
 //   credentials      (relayhost_credentials) one "destination user:password"
 //                    per line for the smart host; destination as above.
 //
@@ -58,6 +63,18 @@ class RelayMap {
   public:
     static Result<RelayMap, std::string> parse(std::string_view text, uint16_t default_port);
     std::optional<NextHop> lookup(std::string_view domain) const;
+    size_t size() const { return entries_.size(); }
+
+  private:
+    std::map<std::string, NextHop, std::less<>> entries_;
+};
+
+// sender_relayhost_map: "sender nexthop" per line (see above). Lookup: the
+// whole address, then "@domain"; "<>" for the null sender. Case-insensitive.
+class SenderRelayMap {
+  public:
+    static Result<SenderRelayMap, std::string> parse(std::string_view text, uint16_t default_port);
+    std::optional<NextHop> lookup(std::string_view sender) const;
     size_t size() const { return entries_.size(); }
 
   private:

@@ -86,6 +86,13 @@ Result<EngineConfig> engine_config(const config::Config& cfg) {
         if (!m) return fail(path + ": " + m.error());
         c.relay_map = std::move(m).value();
     }
+    if (std::string path = cfg.str("sender_relayhost_map"); !path.empty()) {
+        auto text = read_table_file(path, false);
+        if (!text) return Err{text.error()};
+        auto m = SenderRelayMap::parse(*text, c.smtp_port);
+        if (!m) return fail(path + ": " + m.error());
+        c.sender_relay_map = std::move(m).value();
+    }
     auto level = sc::parse_tls_level(cfg.str("remote_tls_level"));
     if (!level) return fail("remote_tls_level: expected none, may, encrypt or verify");
     c.default_tls = *level;
@@ -333,6 +340,7 @@ void RemoteDelivery::answer(const std::shared_ptr<Request>& r, size_t index, con
             .set_str("reply", o.reply)
             .set_str("dsn_status", o.dsn);
         if (!o.relay.empty()) m.set_str("remote", o.relay);
+        m.set_str("tls", o.tls.empty() ? "none" : o.tls);
         (void)c->conn->send(std::move(m));
     }
     if (--r->open == 0 && c && c->conn && c->conn->is_open()) {

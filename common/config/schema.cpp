@@ -109,6 +109,8 @@ constexpr KeyDef kKeys[] = {
      "outbound TLS policy table: 'destination none|may|encrypt|verify' per line"},
     {"runtime_dir", Type::String, "/run/pillarbox",
      "directory of the IPC sockets (the socket chroot)"},
+    {"sender_relayhost_map", Type::String, "",
+     "file of 'sender nexthop' (user@domain, @domain or <>): a smart host per envelope sender"},
     {"smtp_listen", Type::Endpoints, "0.0.0.0:25", "SMTP (MTA) listeners; empty disables smtpd"},
     {"smtpd_command_timeout", Type::Duration, "300s",
      "idle time allowed while waiting for a command"},

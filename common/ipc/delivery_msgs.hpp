@@ -11,7 +11,10 @@
 //   → rcpt_result{id, index, status, reply}   one per recipient, any order
 //       status: sent | deferred | failed; reply: one line, e.g.
 //       "250 2.0.0 delivered to maildir" or "550 5.1.1 user unknown"; for a
-//       DSN, `dsn_status` (RFC 3463, "5.1.1") and `remote` (the MTA's name).
+//       DSN, `dsn_status` (RFC 3463, "5.1.1") and `remote` (the MTA's name);
+//       `tls` (remote-delivery only, for the queue-manager's log line): the
+//       protocol and cipher of the session, "TLSv1.3:TLS_AES_256_GCM_SHA384:
+//       verified", or "none" (plain text, or no host reached).
 //   → done{id}                                 after the last rcpt_result
 //
 // A request the agent cannot finish because it is stopping or crashes is
@@ -40,11 +43,12 @@ inline constexpr FieldSpec kDeliverFields[] = {
 };
 inline constexpr FieldSpec kRcptResultFields[] = {
     {"id", Kind::U64, kRequired},
-    {"index", Kind::U64, kRequired},
+    {"index", Kind::U64, kRequired},   // into the request's recipients
     {"status", Kind::Str, kRequired},  // sent | deferred | failed
     {"reply", Kind::Str, kRequired},
     {"dsn_status", Kind::Str, kOptional},
     {"remote", Kind::Str, kOptional},
+    {"tls", Kind::Str, kOptional},  // remote-delivery: "TLSv1.3:...", "none"
 };
 inline constexpr FieldSpec kDoneFields[] = {
     {"id", Kind::U64, kRequired},

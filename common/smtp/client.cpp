@@ -374,9 +374,12 @@ void Session::close() {
     out_.push_back(Close{});
 }
 
-void Session::host_failed(std::string reason, bool retry_without_tls) {
+void Session::host_failed(std::string reason, bool retry_without_tls, bool message_only) {
     if (state_ == State::Closed) return;
-    out_.push_back(HostFailed{std::move(reason), retry_without_tls});
+    // The transaction's recipients without a result stay undecided: the
+    // next host gets them.
+    t_.reset();
+    out_.push_back(HostFailed{std::move(reason), retry_without_tls, message_only});
     out_.push_back(Send{"QUIT\r\n"});
     close();
 }
@@ -410,7 +413,7 @@ void Session::lost(std::string_view why) {
     if (in_transaction) {
         if (!end_sent_) {
             // Nothing can have been delivered: the rest may go to another host.
-            out_.push_back(HostFailed{reason, false});
+            out_.push_back(HostFailed{reason, false, false});
             t_.reset();
             close();
             return;
@@ -423,7 +426,7 @@ void Session::lost(std::string_view why) {
         close();
         return;
     }
-    out_.push_back(HostFailed{reason, false});
+    out_.push_back(HostFailed{reason, false, false});
     close();
 }
 
@@ -544,8 +547,8 @@ void Session::on_starttls(const Reply& r) {
 void Session::tls_done(const TlsOutcome& o) {
     if (state_ != State::Handshake) return;
     if (!o.ok) {
-        out_.push_back(
-            HostFailed{"4.7.5 TLS handshake failed: " + o.detail, settings_.tls == TlsLevel::May});
+        out_.push_back(HostFailed{"4.7.5 TLS handshake failed: " + o.detail,
+                                  settings_.tls == TlsLevel::May, false});
         close();
         return;
     }
@@ -602,7 +605,7 @@ void Session::on_auth(Cmd cmd, const Reply& r) {
     std::string reason = "authentication failed: " + reply_text(r, cmd);
     if (r.code == 334) {
         // A challenge we cannot answer: cancel the exchange, then go.
-        out_.push_back(HostFailed{"4.7.0 " + reason, false});
+        out_.push_back(HostFailed{"4.7.0 " + reason, false, false});
         out_.push_back(Send{"*\r\n"});
         close();
         return;
@@ -705,6 +708,9 @@ void Session::on_mail(const Reply& r) {
         return;
     }
     if (r.klass() != 4 && r.klass() != 5) return protocol_error("unexpected reply to MAIL FROM");
+    // A 4xx to MAIL: the next MX may take the message (Postfix does the
+    // same); 421 says the whole host is going away.
+    if (r.klass() == 4) return host_failed(reply_text(r, Cmd::Mail), false, r.code != 421);
     fail_open(r.klass() == 4 ? Verdict::Deferred : Verdict::Failed, reply_text(r, Cmd::Mail),
               r.dsn());
     // Pipelined RCPT and DATA replies are still to come and are read
@@ -717,6 +723,10 @@ void Session::on_rcpt(size_t index, const Reply& r) {
     if (index >= n) return protocol_error("reply for a recipient we did not send");
     if (r.klass() != 2 && r.klass() != 4 && r.klass() != 5)
         return protocol_error("unexpected reply to RCPT TO");
+    // 421: the server is closing the session; nothing was delivered, the
+    // recipients without a result go to the next host. Any other 4xx
+    // defers only this recipient.
+    if (r.code == 421 && mail_ok_) return host_failed(reply_text(r, Cmd::Rcpt));
     if (mail_ok_) {
         if (r.klass() == 2)
             accepted_[index] = true;
@@ -766,6 +776,8 @@ void Session::on_data(const Reply& r) {
         return;
     }
     if (r.klass() != 4 && r.klass() != 5) return protocol_error("unexpected reply to DATA");
+    if (r.code == 421 && mail_ok_ && any_result_positive())
+        return host_failed(reply_text(r, Cmd::Data));
     if (mail_ok_) {
         Verdict v = r.klass() == 4 ? Verdict::Deferred : Verdict::Failed;
         for (size_t i = 0; i < accepted_.size(); ++i)

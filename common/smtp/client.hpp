@@ -17,7 +17,10 @@
 //     TransactionDone  every recipient of the transaction has a result
 //     HostFailed       nothing was decided on this host: the recipients of
 //                      the transaction (if any) have no result; try the next
-//                      host (an MX, an address)
+//                      host (an MX, an address). As Postfix: a 4xx or 5xx
+//                      greeting or EHLO, a 4xx to MAIL FROM, a 421 to RCPT
+//                      or DATA (the server is closing); a per-recipient 4xx
+//                      only defers that recipient.
 //     Close            close the connection (after writing pending bytes)
 //   timers: phase() says which RFC 5321 4.5.3.2 timeout applies; on expiry,
 //   s.timed_out(); when the peer closes or the socket fails, s.lost(why).
@@ -155,6 +158,10 @@ struct HostFailed {
     // The TLS handshake failed at level `may`: the same host may be tried
     // again in plaintext.
     bool retry_without_tls = false;
+    // The host works but would not take this message now (a 4xx other than
+    // 421 to MAIL FROM): the next host may, and other messages for the
+    // destination need not wait.
+    bool message_only = false;
 };
 struct Close {};
 
@@ -287,7 +294,7 @@ class Session {
     void on_rset(const Reply& r);
 
     void send(std::string bytes, Cmd cmd, size_t index = 0);
-    void host_failed(std::string reason, bool retry_without_tls = false);
+    void host_failed(std::string reason, bool retry_without_tls = false, bool message_only = false);
     void protocol_error(std::string_view what);
     void fail_open(Verdict v, const std::string& reply, const std::string& dsn);
     void finish_transaction(bool clean);

@@ -78,6 +78,7 @@ class Sink:
         self.ip, self.port, self.name = ip, port, name
         self.greeting = "220 %s ESMTP test sink" % name
         self.rcpt = lambda addr: "250 2.1.5 ok"
+        self.mail = lambda addr: "250 2.1.0 ok"
         self.data_reply = "250 2.0.0 ok: queued"
         self.tls, self.auth = tls, auth
         self.messages = []
@@ -175,13 +176,20 @@ class Sink:
                         send("530 5.7.0 authentication required")
                         continue
                     mail, rcpts = line[10:].split(" ")[0].strip("<>"), []
-                    send("250 2.1.0 ok")
+                    reply = self.mail(mail)
+                    if not reply.startswith("2"):
+                        mail = None
+                    send(reply)
+                    if reply.startswith("421"):
+                        return
                 elif verb == "RCPT":
                     addr = line[8:].split(" ")[0].strip("<>")
                     reply = self.rcpt(addr)
                     if reply.startswith("2"):
                         rcpts.append(addr)
                     send(reply)
+                    if reply.startswith("421"):
+                        return  # 421: the server closes the session (RFC 5321 3.8)
                 elif verb == "DATA":
                     if not rcpts:
                         send("554 5.5.1 no valid recipients")
@@ -252,6 +260,14 @@ local-data: "opp.pbxtest. MX 10 mx.badtls.pbxtest."
 local-data: "v6.pbxtest. MX 10 mx.v6.pbxtest."
 local-data: "mx.v6.pbxtest. AAAA ::1"
 local-data: "mx.v6.pbxtest. A 127.0.0.12"
+local-data: "twomx.pbxtest. MX 10 mx1.twomx.pbxtest."
+local-data: "twomx.pbxtest. MX 20 mx2.twomx.pbxtest."
+local-data: "twomx-b.pbxtest. MX 10 mx1.twomx.pbxtest."
+local-data: "twomx-b.pbxtest. MX 20 mx2.twomx.pbxtest."
+local-data: "twomx-c.pbxtest. MX 10 mx1.twomx.pbxtest."
+local-data: "twomx-c.pbxtest. MX 20 mx2.twomx.pbxtest."
+local-data: "mx1.twomx.pbxtest. A 127.0.0.15"
+local-data: "mx2.twomx.pbxtest. A 127.0.0.16"
 """
 
 
@@ -400,9 +416,10 @@ class RemoteTestBase(unittest.TestCase):
             timeout=timeout, start=start)
 
     def qm_status(self, rcpt, word, start=0, timeout=30):
+        """The queue-manager's line for rcpt: the match (relay, tls)."""
         return self.inst.wait_for_log(
-            r"queue-manager.*: to=<%s>, relay=\S+, delay=\d+, status=%s" % (re.escape(rcpt), word),
-            timeout=timeout, start=start)
+            r"queue-manager.*: to=<%s>, relay=(?P<relay>\S+), delay=\d+, tls=(?P<tls>\S+), "
+            r"status=%s" % (re.escape(rcpt), word), timeout=timeout, start=start)
 
     def mark(self):
         return len(self.inst.log_text())
@@ -425,6 +442,10 @@ class RemoteDeliveryTest(RemoteTestBase):
         add("multi-a", "127.0.0.10")
         add("multi-b", "127.0.0.11")
         add("v6", "::1", family=socket.AF_INET6)
+        add("by-domain", "127.0.0.13")
+        add("by-address", "127.0.0.14")
+        add("twomx1", "127.0.0.15")
+        add("twomx2", "127.0.0.16")
         cls.sinks["reject"].rcpt = lambda a: "550 5.1.1 <%s>: no such user" % a
         cls.sinks["multi-b"].rcpt = (lambda a: "550 5.1.1 <%s>: refused" % a
                                      if a.startswith("bad") else "250 2.1.5 ok")
@@ -439,7 +460,12 @@ class RemoteDeliveryTest(RemoteTestBase):
         relay_map = os.path.join(inst.dir, "relay_map")
         with open(relay_map, "w") as f:
             f.write("# per-domain smart hosts\n.mapped.pbxtest [127.0.0.4]\n")
-        inst.write_config({"remote_tls_policy_file": policy, "relayhost_map": relay_map})
+        sender_map = os.path.join(inst.dir, "sender_relay_map")
+        with open(sender_map, "w") as f:
+            f.write("# per-sender smart hosts\n@sender-a.example [127.0.0.13]\n"
+                    "Boss@Example.TEST [127.0.0.14]\n")
+        inst.write_config({"remote_tls_policy_file": policy, "relayhost_map": relay_map,
+                           "sender_relayhost_map": sender_map})
 
     def test_mx_preference_then_fallback_to_the_second_mx(self):
         m = self.mark()
@@ -451,7 +477,11 @@ class RemoteDeliveryTest(RemoteTestBase):
         got = self.sinks["mx1"].received("pref@mx.pbxtest")[0]
         self.assertEqual(got["from"], "alice@example.test")
         self.assertIn(b"\r\n.a line that needs dot-stuffing\r\n", got["data"])
-        self.qm_status("pref@mx.pbxtest", "sent", start=m)
+        q = self.qm_status("pref@mx.pbxtest", "sent", start=m)
+        # The queue-manager's line per attempt names the relay and the TLS
+        # of the session (none: this sink offers no STARTTLS).
+        self.assertEqual(q["relay"], "mx1.mx.pbxtest[127.0.0.2]:%d" % self.port)
+        self.assertEqual(q["tls"], "none")
         # The first MX goes away: the second one gets the mail.
         self.sinks["mx1"].close()
         m = self.mark()
@@ -528,6 +558,9 @@ class RemoteDeliveryTest(RemoteTestBase):
         self.assertEqual(len(got), 1)
         self.assertTrue(got[0]["tls"])
         self.inst.wait_for_log(r"verified TLS connection to mx\.tls\.pbxtest\[127\.0\.0\.7\]", start=m)
+        q = self.qm_status("sec@tls.pbxtest", "sent", start=m)
+        self.assertRegex(q["tls"], r"^TLSv1\.[23]:\S+:verified$")
+        self.assertEqual(q["tls"], o["tls"])
         # A certificate for another name: never delivered, deferred.
         m = self.mark()
         send_mail(self.inst.port("smtp"), ["sec@badtls.pbxtest"])
@@ -613,6 +646,91 @@ class RemoteDeliveryTest(RemoteTestBase):
         self.assertEqual(o["status"], "sent", o.group(0))
         self.assertEqual(o["relay"], "127.0.0.4[127.0.0.4]:%d" % self.port)
         self.assertEqual(len(self.sinks["implicit"].received("mapped@sub.mapped.pbxtest")), 1)
+
+    def test_sender_relayhost_map(self):
+        # nowhere.pbxtest has no DNS records: only the sender decides where
+        # the mail goes. @domain for one sender, a whole address for another.
+        m = self.mark()
+        send_mail(self.inst.port("smtp"), ["s1@nowhere.pbxtest"], sender="anyone@sender-a.example")
+        send_mail(self.inst.port("smtp"), ["s2@nowhere.pbxtest"], sender="boss@example.test")
+        o = self.outcome("s1@nowhere.pbxtest", start=m)
+        self.assertEqual(o["status"], "sent", o.group(0))
+        self.assertEqual(o["relay"], "127.0.0.13[127.0.0.13]:%d" % self.port)
+        o = self.outcome("s2@nowhere.pbxtest", start=m)
+        self.assertEqual(o["status"], "sent", o.group(0))
+        self.assertEqual(o["relay"], "127.0.0.14[127.0.0.14]:%d" % self.port)
+        a = self.sinks["by-domain"].received("s1@nowhere.pbxtest")
+        b = self.sinks["by-address"].received("s2@nowhere.pbxtest")
+        self.assertEqual([x["from"] for x in a], ["anyone@sender-a.example"])
+        self.assertEqual([x["from"] for x in b], ["boss@example.test"])
+        self.assertEqual(self.sinks["by-domain"].received("s2@nowhere.pbxtest"), [])
+        self.assertEqual(self.sinks["by-address"].received("s1@nowhere.pbxtest"), [])
+        # Another sender of the same domain is not the mapped address; the
+        # recipient's relayhost_map comes before the sender's entry.
+        m = self.mark()
+        send_mail(self.inst.port("smtp"), ["s3@nowhere.pbxtest"], sender="other@example.test")
+        o = self.outcome("s3@nowhere.pbxtest", start=m)
+        self.assertEqual(o["status"], "failed", o.group(0))
+        self.assertEqual(o["relay"], "none")
+        send_mail(self.inst.port("smtp"), ["s4@sub.mapped.pbxtest"], sender="boss@example.test")
+        o = self.outcome("s4@sub.mapped.pbxtest", start=m)
+        self.assertEqual(o["status"], "sent", o.group(0))
+        self.assertEqual(o["relay"], "127.0.0.4[127.0.0.4]:%d" % self.port)
+
+    def test_4xx_to_mail_or_421_tries_the_next_mx_a_rcpt_4xx_defers_one(self):
+        one, two = self.sinks["twomx1"], self.sinks["twomx2"]
+        try:
+            # 4xx to MAIL FROM at the first MX: the second takes the message
+            # in the same attempt (nothing deferred, no retry needed).
+            one.mail = lambda a: "451 4.3.2 not now" if a == "alice@example.test" else "250 ok"
+            m = self.mark()
+            send_mail(self.inst.port("smtp"), ["m1@twomx.pbxtest"])
+            o = self.outcome("m1@twomx.pbxtest", start=m)
+            self.assertEqual(o["status"], "sent", o.group(0))
+            self.assertEqual(o["relay"], "mx2.twomx.pbxtest[127.0.0.16]:%d" % self.port)
+            self.qm_status("m1@twomx.pbxtest", "sent", start=m)
+            self.assertEqual(one.received("m1@twomx.pbxtest"), [])
+            self.assertEqual(len(two.received("m1@twomx.pbxtest")), 1)
+            self.assertNotIn("m1@twomx.pbxtest>, relay=mx1", self.inst.log_text()[m:])
+            # 421 to a RCPT: that host is closing; the recipients it did
+            # not refuse go to the next MX; the one it refused with 5xx fails.
+            # (Each part uses its own domain with the same MX hosts: the
+            # connection kept from the last part would be reused otherwise.)
+            one.mail = lambda a: "250 ok"
+            one.rcpt = lambda a: ("550 5.1.1 no such user" if a.startswith("gone") else
+                                  "421 4.3.2 closing" if a.startswith("r2") else "250 ok")
+            m = self.mark()
+            rcpts = ["gone@twomx-b.pbxtest", "r1@twomx-b.pbxtest", "r2@twomx-b.pbxtest"]
+            send_mail(self.inst.port("smtp"), rcpts)
+            o = self.outcome("gone@twomx-b.pbxtest", start=m)
+            self.assertEqual(o["status"], "failed", o.group(0))
+            self.assertEqual(o["relay"], "mx1.twomx.pbxtest[127.0.0.15]:%d" % self.port)
+            for r in ("r1@twomx-b.pbxtest", "r2@twomx-b.pbxtest"):
+                o = self.outcome(r, start=m)
+                self.assertEqual(o["status"], "sent", o.group(0))
+                self.assertEqual(o["relay"], "mx2.twomx.pbxtest[127.0.0.16]:%d" % self.port)
+            got = two.received("r1@twomx-b.pbxtest")
+            self.assertEqual(len(got), 1)
+            self.assertEqual(sorted(got[0]["rcpts"]), ["r1@twomx-b.pbxtest", "r2@twomx-b.pbxtest"])
+            self.assertEqual(one.received("r1@twomx-b.pbxtest"), [])
+            # A 4xx (not 421) to one RCPT: only that recipient is deferred;
+            # the other is delivered by the same (first) MX.
+            one.rcpt = lambda a: "450 4.2.1 mailbox busy" if a.startswith("busy") else "250 ok"
+            m = self.mark()
+            send_mail(self.inst.port("smtp"), ["busy@twomx-c.pbxtest", "fine@twomx-c.pbxtest"])
+            o = self.outcome("busy@twomx-c.pbxtest", start=m)
+            self.assertEqual(o["status"], "deferred", o.group(0))
+            self.assertEqual(o["dsn"], "4.2.1")
+            self.assertEqual(o["relay"], "mx1.twomx.pbxtest[127.0.0.15]:%d" % self.port)
+            o = self.outcome("fine@twomx-c.pbxtest", start=m)
+            self.assertEqual(o["status"], "sent", o.group(0))
+            self.assertEqual(o["relay"], "mx1.twomx.pbxtest[127.0.0.15]:%d" % self.port)
+            self.qm_status("busy@twomx-c.pbxtest", "deferred", start=m)
+            self.assertEqual(two.received("busy@twomx-c.pbxtest"), [])
+            self.assertEqual(one.received("busy@twomx-c.pbxtest"), [])
+        finally:
+            one.mail = lambda a: "250 2.1.0 ok"
+            one.rcpt = lambda a: "250 2.1.5 ok"
 
     def test_privileges(self):
         pid = self.inst.wait_for_child("remote-delivery")

@@ -45,12 +45,14 @@ class FakeAgent {
         event_add(ev_.get(), nullptr);
     }
 
-    void result(uint64_t id, uint64_t index, std::string_view status, std::string_view reply) {
+    void result(uint64_t id, uint64_t index, std::string_view status, std::string_view reply,
+                std::string_view tls = {}) {
         auto m = ipc::Message::named(dm::kProtocol, "rcpt_result");
         m.set_u64("id", id);
         m.set_u64("index", index);
         m.set_str("status", status);
         m.set_str("reply", reply);
+        if (!tls.empty()) m.set_str("tls", tls);
         REQUIRE(conn->send(std::move(m)).ok());
     }
     void done(uint64_t id) {
@@ -131,7 +133,8 @@ TEST_CASE("agents: results map back to the envelope's recipients", "[queue][agen
     FakeAgent agent(f.base.get(), f.runtime);
     agent.script = [](FakeAgent& a, const Received& r) {
         a.result(r.id, 1, "failed", "550 5.1.1 user unknown");
-        a.result(r.id, 0, "sent", "250 2.0.0 delivered to maildir");
+        a.result(r.id, 0, "sent", "250 2.0.0 delivered to maildir",
+                 "TLSv1.3:TLS_AES_256_GCM_SHA384");
         a.done(r.id);
     };
     SocketAgents agents(f.base.get(), f.runtime);
@@ -149,6 +152,9 @@ TEST_CASE("agents: results map back to the envelope's recipients", "[queue][agen
     CHECK(rep.results[1].index == 0);
     CHECK(rep.results[1].outcome == Outcome::Delivered);
     CHECK(rep.results[1].reply == "250 2.0.0 delivered to maildir");
+    // The session's TLS details travel for the log line; absent = omitted.
+    CHECK(rep.results[1].tls == "TLSv1.3:TLS_AES_256_GCM_SHA384");
+    CHECK(rep.results[0].tls.empty());
     CHECK(agents.in_flight() == 0);
 }
 

@@ -223,6 +223,42 @@ TEST_CASE("relay map") {
     CHECK_FALSE(RelayMap::parse("example.org\n", 25).ok());
 }
 
+TEST_CASE("sender relay map: full address, then @domain, then the null sender") {
+    auto m = SenderRelayMap::parse(
+        "# per sender\n"
+        "Boss@Example.org [boss-relay.example]:2525\n"
+        "@example.org [relay.example.org]\n"
+        "@other.example relay.other.example:587\n"
+        "<> [bounces.example]\n",
+        25);
+    REQUIRE(m.ok());
+    CHECK(m->size() == 4);
+    auto boss = m->lookup("boss@EXAMPLE.ORG");
+    REQUIRE(boss);
+    CHECK(boss->key() == "[boss-relay.example]:2525");
+    CHECK(boss->relay);
+    CHECK_FALSE(boss->mx_lookup);
+    auto any = m->lookup("alice@example.org");
+    REQUIRE(any);
+    CHECK(any->key() == "[relay.example.org]:25");
+    auto other = m->lookup("x@Other.Example");
+    REQUIRE(other);
+    CHECK(other->key() == "relay.other.example:587");
+    CHECK(other->mx_lookup);
+    auto null = m->lookup("");
+    REQUIRE(null);
+    CHECK(null->key() == "[bounces.example]:25");
+    // A subdomain is another domain; an address without a listed domain
+    // falls through (relayhost or MX).
+    CHECK_FALSE(m->lookup("a@sub.example.org"));
+    CHECK_FALSE(m->lookup("a@example.net"));
+    CHECK_FALSE(m->lookup("example.org"));
+    CHECK_FALSE(SenderRelayMap{}.lookup("a@example.org"));
+    for (const char* bad : {"example.org [relay]\n", "user@ [relay]\n", "@example.org\n",
+                            "@example.org [bad\n", "@a.example x\n@A.example y\n"})
+        CHECK_FALSE(SenderRelayMap::parse(bad, 25).ok());
+}
+
 TEST_CASE("recipient domains") {
     CHECK(domain_of("bob@Example.NET") == "example.net");
     CHECK(domain_of("\"a@b\"@x.example") == "x.example");

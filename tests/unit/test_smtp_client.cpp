@@ -419,25 +419,99 @@ TEST_CASE("CHUNKING: BDAT with the exact size, after the RCPT replies") {
     }
 }
 
-TEST_CASE("MAIL FROM refused: every recipient gets its reply") {
+TEST_CASE("MAIL FROM: 4xx tries the next host, 5xx fails every recipient") {
     for (bool bytewise : {false, true}) {
         std::string text = "x\r\n";
+        // 4xx: this host will not take the message now; nothing is decided,
+        // the next MX may (as Postfix). Not the whole host's fault: message_only.
         Run r(Settings{});
         converse(r, {{kGreet, "EHLO localhost\r\n"}, {"250 mx\r\n", ""}}, bytewise);
         r.s.start(basic_tx(text));
         r.pump();
         r.take();
-        converse(r, {{"451 4.7.1 greylisted\r\n", "RSET\r\n"}, {"250 ok\r\n", ""}}, bytewise);
-        CHECK(r.results[0].verdict == Verdict::Deferred);
-        CHECK(r.results[1].verdict == Verdict::Deferred);
-        CHECK(r.results[1].dsn == "4.7.1");
-        r.s.start(basic_tx(text));
+        converse(r, {{"451 4.7.1 greylisted\r\n", "QUIT\r\n"}}, bytewise);
+        CHECK(r.results.empty());
+        REQUIRE(r.failures.size() == 1);
+        CHECK(r.failures[0].message_only);
+        CHECK_FALSE(r.failures[0].retry_without_tls);
+        CHECK(r.failures[0].reason == "451 4.7.1 greylisted (in reply to MAIL FROM command)");
+        CHECK(r.closed);
+        // 421: the host is closing; a host failure like a 4xx greeting.
+        Run c(Settings{});
+        converse(c, {{kGreet, "EHLO localhost\r\n"}, {"250-mx\r\n250 PIPELINING\r\n", ""}},
+                 bytewise);
+        c.s.start(basic_tx(text));
+        c.pump();
+        c.take();
+        converse(c, {{"421 4.3.2 shutting down\r\n", "QUIT\r\n"}}, bytewise);
+        CHECK(c.results.empty());
+        REQUIRE(c.failures.size() == 1);
+        CHECK_FALSE(c.failures[0].message_only);
+        // 5xx: every recipient fails with the reply; the session is reusable.
+        Run f(Settings{});
+        converse(f, {{kGreet, "EHLO localhost\r\n"}, {"250 mx\r\n", ""}}, bytewise);
+        f.s.start(basic_tx(text));
+        f.pump();
+        f.take();
+        converse(f, {{"553 5.7.1 sender refused\r\n", "RSET\r\n"}, {"250 ok\r\n", ""}}, bytewise);
+        CHECK(f.results[0].verdict == Verdict::Failed);
+        CHECK(f.results[1].verdict == Verdict::Failed);
+        CHECK(f.results[0].dsn == "5.7.1");
+        CHECK(f.failures.empty());
+        CHECK(f.ready == 2);
+    }
+}
+
+TEST_CASE("RCPT TO: a 4xx defers that recipient only; 421 hands the rest to the next host") {
+    for (bool bytewise : {false, true}) {
+        std::string text = "x\r\n";
+        Transaction t = basic_tx(text);
+        t.recipients.push_back({"dave@example.net", 0, ""});
+        // One by one: 450 for bob, the others delivered on this host.
+        Run r(Settings{});
+        converse(r, {{kGreet, "EHLO localhost\r\n"}, {"250 mx\r\n", ""}}, bytewise);
+        r.s.start(t);
         r.pump();
         r.take();
-        r.results.clear();
-        converse(r, {{"553 5.7.1 sender refused\r\n", "RSET\r\n"}}, bytewise);
-        CHECK(r.results[0].verdict == Verdict::Failed);
-        CHECK(r.results[0].dsn == "5.7.1");
+        converse(r,
+                 {{"250 ok\r\n", "RCPT TO:<bob@example.net>\r\n"},
+                  {"450 4.2.1 mailbox busy\r\n", "RCPT TO:<carol@example.net>\r\n"},
+                  {"250 ok\r\n", "RCPT TO:<dave@example.net>\r\n"},
+                  {"250 ok\r\n", "DATA\r\n"},
+                  {"354 go\r\n", "x\r\n.\r\n"},
+                  {"250 2.0.0 queued\r\n", ""}},
+                 bytewise);
+        CHECK(r.results[0].verdict == Verdict::Deferred);
+        CHECK(r.results[0].dsn == "4.2.1");
+        CHECK(r.results[1].verdict == Verdict::Sent);
+        CHECK(r.results[2].verdict == Verdict::Sent);
+        CHECK(r.failures.empty());
+        // Pipelined: 550 for the first, then 421: the first keeps its
+        // result, the other two have none (the next host gets them).
+        Run p(Settings{});
+        converse(p, {{kGreet, "EHLO localhost\r\n"}, {"250-mx\r\n250 PIPELINING\r\n", ""}},
+                 bytewise);
+        p.s.start(t);
+        p.pump();
+        p.take();
+        converse(p, {{"250 ok\r\n550 5.1.1 no\r\n421 4.3.2 closing\r\n", "QUIT\r\n"}}, bytewise);
+        REQUIRE(p.results.size() == 1);
+        CHECK(p.results[0].verdict == Verdict::Failed);
+        REQUIRE(p.failures.size() == 1);
+        CHECK_FALSE(p.failures[0].message_only);
+        CHECK_THAT(p.failures[0].reason, Catch::Contains("in reply to RCPT TO"));
+        CHECK(p.closed);
+        // 421 to DATA after accepted recipients: nothing sent, next host.
+        Run d(Settings{});
+        converse(d, {{kGreet, "EHLO localhost\r\n"}, {"250-mx\r\n250 PIPELINING\r\n", ""}},
+                 bytewise);
+        d.s.start(t);
+        d.pump();
+        d.take();
+        converse(d, {{"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n421 4.3.2 closing\r\n", "QUIT\r\n"}},
+                 bytewise);
+        CHECK(d.results.empty());
+        REQUIRE(d.failures.size() == 1);
     }
 }
 
