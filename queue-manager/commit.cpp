@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <system_error>
+#include <utility>
 
 #include "common/log.hpp"
 
@@ -20,14 +22,14 @@ constexpr size_t kWaveParallelism = 32;
 
 }  // namespace
 
-// A wave in three steps, so that a message waits for two fsyncs in a row
-// (its files, then the directory), not three:
-//   1. side by side, for every message: fsync incoming/ID, and write + fsync
-//      the envelope's temp file queue/ID.env.tmp.PID.N (independent files);
-//   2. for every message whose two files are on disk: rename incoming/ID to
-//      queue/ID.msg, then the temp to queue/ID.env (in this order, so that an
-//      envelope never exists without its message);
-//   3. one fsync of queue/ for the whole wave.
+// A message's commit in three steps, so that it waits for two fsyncs in a
+// row (its files, then the directory), not three:
+//   1. side by side: fsync incoming/ID, and write + fsync the envelope's temp
+//      file queue/ID.env.tmp.PID.N (independent files);
+//   2. once its two files are on disk: rename incoming/ID to queue/ID.msg,
+//      then the temp to queue/ID.env (in this order, so that an envelope never
+//      exists without its message);
+//   3. one fsync of queue/ for a whole wave of messages past step 2.
 // The on-disk result is DESIGN §4's protocol exactly; only independent fsyncs
 // overlap (bench/RESULTS.md: the disk completes them far faster together).
 namespace {
@@ -70,8 +72,7 @@ void write_envelope_temp(CommitJob& job, Placement& p, const spool::SpoolPaths& 
 }
 
 // Step 2 for one message. On failure, removes what the message made.
-bool rename_into_queue(CommitJob& job, Placement& p, const spool::SpoolPaths& paths,
-                       sys::Sys& s) {
+bool rename_into_queue(CommitJob& job, Placement& p, const spool::SpoolPaths& paths, sys::Sys& s) {
     std::string incoming = paths.incoming_file(job.id);
     std::string msg = paths.message_file(job.id);
     std::string env = paths.envelope_file(job.id);
@@ -105,57 +106,55 @@ bool rename_into_queue(CommitJob& job, Placement& p, const spool::SpoolPaths& pa
     return true;
 }
 
-// Runs tasks 0..count-1 on up to `threads` threads (the caller's included).
-template <typename Task>
-void run_side_by_side(size_t count, size_t threads, Task task) {
-    threads = std::min(threads, count);
-    if (threads <= 1) {
-        for (size_t i = 0; i < count; ++i) task(i);
-        return;
+// Step 3 for a wave: one fsync of queue/; if it fails, every message of the
+// wave fails and its two files are removed.
+void sync_queue_directory(const std::vector<CommitJob*>& placed, const spool::SpoolPaths& paths,
+                          sys::Sys& s) {
+    if (placed.empty()) return;
+    if (auto d = spool::fsync_dir(paths.queue, s); !d) {
+        for (CommitJob* p : placed) {
+            CommitJob& job = *p;
+            job.result = d;
+            remove_quietly(s, paths.envelope_file(job.id));
+            remove_quietly(s, paths.message_file(job.id));
+        }
     }
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-        for (size_t i = next++; i < count; i = next++) task(i);
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
 }
 
 }  // namespace
 
-WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths, sys::Sys& s,
-                   size_t parallel) {
+WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths, sys::Sys& s) {
     WaveStats stats;
     std::vector<Placement> placements(jobs.size());
-    // Step 1: task 2i syncs message i, task 2i+1 writes its envelope.
-    run_side_by_side(jobs.size() * 2, parallel, [&](size_t task) {
-        size_t i = task / 2;
-        if (task % 2 == 0)
-            sync_message(jobs[i], placements[i]);
-        else
-            write_envelope_temp(jobs[i], placements[i], paths, s);
-    });
-    // Step 2.
-    std::vector<CommitJob*> placed;  // messages whose files are in queue/
+    for (size_t i = 0; i < jobs.size(); ++i) {  // step 1
+        sync_message(jobs[i], placements[i]);
+        write_envelope_temp(jobs[i], placements[i], paths, s);
+    }
+    std::vector<CommitJob*> placed;  // step 2: messages whose files are in queue/
     for (size_t i = 0; i < jobs.size(); ++i)
         if (rename_into_queue(jobs[i], placements[i], paths, s)) placed.push_back(&jobs[i]);
-    // Step 3.
-    if (!placed.empty()) {
-        ++stats.dir_syncs;
-        if (auto d = spool::fsync_dir(paths.queue, s); !d) {
-            for (CommitJob* job : placed) {
-                job->result = d;
-                remove_quietly(s, paths.envelope_file(job->id));
-                remove_quietly(s, paths.message_file(job->id));
-            }
-        }
-    }
+    if (!placed.empty()) ++stats.dir_syncs;  // step 3
+    sync_queue_directory(placed, paths, s);
     for (const CommitJob& job : jobs) (job.result.ok() ? stats.committed : stats.failed)++;
     return stats;
 }
+
+struct GroupCommitter::InFlight {
+    CommitJob job;
+    uint64_t seq = 0;  // order of submission
+    Placement placement;
+    std::atomic<int> tasks_left{2};
+};
+
+namespace {
+
+// Threads made at the start (the two tasks of one message never wait for a
+// thread to be made) and at most (the disk's headroom for concurrent fsyncs,
+// bench/RESULTS.md).
+constexpr size_t kInitialThreads = 2;
+constexpr size_t kMaxThreads = 32;
+
+}  // namespace
 
 GroupCommitter::GroupCommitter(spool::SpoolPaths paths, DoneFn done, sys::Sys& s)
     : paths_(std::move(paths)), done_(std::move(done)), sys_(s) {}
@@ -170,7 +169,12 @@ Result<std::unique_ptr<GroupCommitter>> GroupCommitter::create(event_base* base,
                                    &GroupCommitter::on_wakeup_cb, gc.get()));
     if (!gc->wakeup_ev_ || event_add(gc->wakeup_ev_.get(), nullptr) != 0)
         return fail("cannot add the commit wake-up event");
-    gc->thread_ = std::thread([p = gc.get()] { p->worker(); });
+    try {
+        for (size_t i = 0; i < kInitialThreads; ++i)
+            gc->threads_.emplace_back([p = gc.get()] { p->worker(); });
+    } catch (const std::system_error& e) {
+        return fail(std::string("cannot start a commit thread: ") + e.what());
+    }
     return gc;
 }
 
@@ -180,36 +184,99 @@ GroupCommitter::~GroupCommitter() {
         stop_ = true;
     }
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    // pending_ and finished_ die here: DurableFiles of unstarted jobs unlink
-    // their incoming files; finished ones stay committed (durable) but nobody
-    // is told, as after a crash at the same point.
+    // A thread leaves only when no task is left, and the thread that ends a
+    // message's tasks also places it and runs (or hands it to) a directory
+    // wave: after the joins, every submitted job sits in finished_.
+    for (std::thread& t : threads_) t.join();
+    // finished_ dies here, reported to nobody: its messages are committed
+    // (durable) or undone, as after a crash at the same point.
 }
 
 void GroupCommitter::submit(CommitJob job) {
+    auto* in = new InFlight{std::move(job)};  // tasks_left = 2
     {
         std::lock_guard lock(mu_);
-        pending_.push_back(std::move(job));
+        in->seq = next_seq_++;
+        in_files_.insert(in->seq);
+        tasks_.emplace_back(in, 0);
+        tasks_.emplace_back(in, 1);
+        if (tasks_.size() > idle_ && threads_.size() < kMaxThreads) {
+            try {
+                threads_.emplace_back([this] { worker(); });
+            } catch (const std::system_error& e) {
+                // The threads there are will do (there are always some).
+                log::warn("cannot start another commit thread: ", e.what());
+            }
+        }
     }
+    // Both tasks at once: the message's two fsyncs run side by side.
     cv_.notify_one();
+    cv_.notify_one();
+}
+
+void GroupCommitter::finish_locked(CommitJob&& job) {
+    bool wake = finished_.empty();
+    finished_.push_back(std::move(job));
+    if (!wake) return;
+    uint64_t one = 1;
+    // A full counter (never in practice) still leaves the fd readable.
+    ssize_t n = ::write(event_fd_.get(), &one, sizeof one);
+    (void)n;
+}
+
+void GroupCommitter::run_directory_waves(std::unique_lock<std::mutex>& lock) {
+    while (!placed_.empty()) {
+        // The wave takes every message submitted so far, once its files are done.
+        const uint64_t limit = next_seq_;
+        files_done_cv_.wait(lock, [&] { return in_files_.empty() || *in_files_.begin() >= limit; });
+        std::vector<InFlight*> wave;
+        wave.swap(placed_);
+        lock.unlock();
+        std::vector<CommitJob*> jobs;
+        jobs.reserve(wave.size());
+        for (InFlight* in : wave) jobs.push_back(&in->job);
+        sync_queue_directory(jobs, paths_, sys_);
+        lock.lock();
+        wave_sizes_.push_back(wave.size());
+        for (InFlight* in : wave) {
+            finish_locked(std::move(in->job));
+            delete in;
+        }
+    }
+    dir_syncing_ = false;
 }
 
 void GroupCommitter::worker() {
     std::unique_lock lock(mu_);
     for (;;) {
-        cv_.wait(lock, [this] { return stop_ || !pending_.empty(); });
-        if (stop_) return;
-        std::vector<CommitJob> wave;
-        wave.swap(pending_);
+        ++idle_;
+        cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+        --idle_;
+        if (tasks_.empty()) return;  // stopping, and nothing left to do
+        auto [in, task] = tasks_.front();
+        tasks_.pop_front();
         lock.unlock();
-        run_wave(wave, paths_, sys_, kWaveParallelism);
+        if (task == 0)
+            sync_message(in->job, in->placement);
+        else
+            write_envelope_temp(in->job, in->placement, paths_, sys_);
+        if (in->tasks_left.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+            lock.lock();  // the other task of the message is still running
+            continue;
+        }
+        bool placed = rename_into_queue(in->job, in->placement, paths_, sys_);
         lock.lock();
-        wave_sizes_.push_back(wave.size());
-        for (CommitJob& job : wave) finished_.push_back(std::move(job));
-        uint64_t one = 1;
-        // A full counter (never in practice) still leaves the fd readable.
-        ssize_t n = ::write(event_fd_.get(), &one, sizeof one);
-        (void)n;
+        in_files_.erase(in->seq);
+        if (dir_syncing_) files_done_cv_.notify_one();
+        if (!placed) {
+            finish_locked(std::move(in->job));
+            delete in;
+            continue;
+        }
+        placed_.push_back(in);
+        if (dir_syncing_) continue;  // the syncing thread takes it in its next wave
+        dir_syncing_ = true;
+        run_directory_waves(lock);
     }
 }
 

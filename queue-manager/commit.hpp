@@ -1,15 +1,15 @@
 // The commit protocol of DESIGN §4 with group commit.
 //
-// One message's commit, in a wave:
+// One message's commit:
 //   fsync incoming/ID and, side by side with it, write + fsync the envelope's
 //   temp file → rename incoming/ID to queue/ID.msg → rename the temp to
 //   queue/ID.env (no directory fsync yet)
-// and once per wave, after every message of it:
+// and once per wave, after the renames of every message of the wave:
 //   fsync queue/
-// Only then is a message durable and may its client hear `queued`. A wave
-// takes every commit that arrived while the previous wave ran, so 20 clients
-// committing together share a few directory fsyncs instead of 20, and the
-// file fsyncs of a wave run side by side on worker threads.
+// Only then is a message durable and may its client hear `queued`. A wave is
+// every message whose renames were done while the previous directory fsync
+// ran, so 20 clients committing together share a few directory fsyncs
+// instead of 20; the file fsyncs of the next messages run meanwhile.
 //
 // Any failure undoes what the message had made so far (incoming/ID, or
 // queue/ID.msg and queue/ID.env) and reports the error; a failed directory
@@ -25,6 +25,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,18 +55,26 @@ struct WaveStats {
     size_t dir_syncs = 0;
 };
 
-// Runs one wave on `jobs` (each job's result is set). Blocking: every fsync
-// of the wave happens here. Called by the committer's worker thread, and
-// directly by tests with a FakeSys.
-// With parallel > 1, up to that many messages are placed at once on their own
-// threads (the Sys must then be thread-safe, as the real one is); the
-// directory fsync stays one per wave.
-WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths, sys::Sys& s,
-                   size_t parallel = 1);
+// Runs one wave on `jobs` (each job's result is set), one step after the
+// other on the calling thread: the same steps, in the same order per
+// message, as the GroupCommitter's threads. For tests with a FakeSys.
+WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths, sys::Sys& s);
 
-// Runs waves on a worker thread and hands the finished jobs back to the
+// Commits on a pool of worker threads and hands the finished jobs back to the
 // event loop (an eventfd wakes it). The loop stays single-threaded: `done`
-// is always called from the loop, and nothing but the job queues is shared.
+// is always called from the loop, and nothing but the queues is shared.
+//
+// The path of one message (bench/RESULTS.md): submit() queues its two file
+// tasks (fsync of incoming/ID; write + fsync of the envelope temp) and wakes
+// two idle threads at once; whichever finishes second renames both files and
+// then either runs the directory fsync itself or, if another thread runs
+// directory waves already, leaves the message for that thread's next wave.
+// A wave waits for the file tasks of every message submitted before it
+// began (as many messages as possible share its directory fsync), never for
+// later ones; those start their file fsyncs meanwhile and go in the next.
+// The thread that ends a wave wakes the loop. No thread is made per wave:
+// threads are made when more tasks wait than threads idle, up to a limit,
+// and live as long as the committer.
 class GroupCommitter {
   public:
     using DoneFn = std::function<void(CommitJob&&)>;
@@ -73,8 +82,9 @@ class GroupCommitter {
     // Fails when the eventfd or its event cannot be made.
     static Result<std::unique_ptr<GroupCommitter>> create(event_base* base, spool::SpoolPaths paths,
                                                           DoneFn done, sys::Sys& s = sys::real());
-    // Waits for the wave in progress, then stops the worker. Jobs that did not
-    // start are dropped (their incoming files are removed) without `done`.
+    // Finishes every submitted job (each ends committed or undone, as in a
+    // wave), then stops the threads; `done` is not called for them: a client
+    // not told is in the same place as after a crash at that point.
     ~GroupCommitter();
     GroupCommitter(const GroupCommitter&) = delete;
     GroupCommitter& operator=(const GroupCommitter&) = delete;
@@ -84,12 +94,25 @@ class GroupCommitter {
     // For logs and tests.
     uint64_t waves() const { return waves_; }
     size_t largest_wave() const { return largest_wave_; }
+    // Messages renamed into queue/ and waiting for a directory fsync (tests).
+    size_t waiting_for_directory() {
+        std::lock_guard lock(mu_);
+        return placed_.size();
+    }
 
   private:
+    struct InFlight;  // a job and its two file tasks (commit.cpp)
+
     GroupCommitter(spool::SpoolPaths paths, DoneFn done, sys::Sys& s);
     static void on_wakeup_cb(evutil_socket_t, short, void* self) noexcept;
     void handle_wakeup();
     void worker();
+    // With mu_ held: `job` goes back to the loop (the eventfd is written when
+    // finished_ was empty: otherwise a wake-up is pending already).
+    void finish_locked(CommitJob&& job);
+    // With `lock` held and dir_syncing_ just set: directory fsyncs until no
+    // placed message waits for one.
+    void run_directory_waves(std::unique_lock<std::mutex>& lock);
 
     spool::SpoolPaths paths_;
     DoneFn done_;
@@ -99,15 +122,22 @@ class GroupCommitter {
 
     std::mutex mu_;
     std::condition_variable cv_;
-    std::vector<CommitJob> pending_;   // guarded by mu_
-    std::vector<CommitJob> finished_;  // guarded by mu_
-    bool stop_ = false;                // guarded by mu_
-    std::thread thread_;
+    // Guarded by mu_:
+    std::deque<std::pair<InFlight*, int>> tasks_;  // (message, 0 = file / 1 = envelope)
+    std::vector<InFlight*> placed_;                // renamed, waiting for a directory fsync
+    std::set<uint64_t> in_files_;  // sequence numbers of messages still in their file tasks
+    uint64_t next_seq_ = 0;
+    bool dir_syncing_ = false;               // a thread runs directory waves
+    std::condition_variable files_done_cv_;  // a message left in_files_
+    std::vector<CommitJob> finished_;
+    std::vector<size_t> wave_sizes_;  // sizes of finished waves
+    size_t idle_ = 0;                 // threads waiting for a task
+    bool stop_ = false;
+    std::vector<std::thread> threads_;  // made by the loop thread only
 
     // Loop thread only.
     uint64_t waves_ = 0;
     size_t largest_wave_ = 0;
-    std::vector<size_t> wave_sizes_;  // guarded by mu_: sizes of finished waves
 };
 
 }  // namespace pbx::qm

@@ -4,10 +4,12 @@
 // (ENOSPC, EIO at create, write, fsync, close, rename) ending in a temporary
 // failure with no file left behind, never a commit.
 #include <event2/event.h>
+#include <sys/stat.h>
 
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "common/c_ptr.hpp"
 #include "common/spool/fake_sys.hpp"
@@ -295,8 +297,9 @@ TEST_CASE("transaction: permanent refusals and abandoned transactions", "[queue]
 
 namespace {
 
-// The real syscalls, except that fsync waits at a gate until the test opens
-// it: the first wave is held while the other commits queue up behind it.
+// The real syscalls, except that the fsync of a directory waits at a gate
+// until the test opens it: the first wave is held in its directory fsync while
+// the other commits place their files and queue up behind it.
 class GateSys final : public sys::Sys {
   public:
     void open_gate() {
@@ -306,10 +309,19 @@ class GateSys final : public sys::Sys {
         }
         cv_.notify_all();
     }
-    sys::SysResult fsync(int fd) override {
+    // Returns once a directory fsync waits at the gate.
+    void wait_for_directory_fsync() {
         std::unique_lock lock(mu_);
-        cv_.wait(lock, [this] { return open_; });
-        lock.unlock();
+        cv_.wait(lock, [this] { return waiting_ > 0; });
+    }
+    sys::SysResult fsync(int fd) override {
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+            std::unique_lock lock(mu_);
+            ++waiting_;
+            cv_.notify_all();
+            cv_.wait(lock, [this] { return open_; });
+        }
         return sys::real().fsync(fd);
     }
     sys::SysResult open(const std::string& p, int f, mode_t m) override {
@@ -344,6 +356,7 @@ class GateSys final : public sys::Sys {
     std::mutex mu_;
     std::condition_variable cv_;
     bool open_ = false;
+    int waiting_ = 0;
 };
 
 }  // namespace
@@ -369,8 +382,14 @@ TEST_CASE("commit: the group committer runs waves off the loop and reports on it
         REQUIRE(job.ok());
         jobs.push_back(std::move(job).value());
     }
-    for (CommitJob& j : jobs) (*gc)->submit(std::move(j));
-    // Nothing is reported while the first wave waits at its fsync.
+    // The first message's wave waits in its directory fsync; the others are
+    // synced and renamed meanwhile and wait for the next wave.
+    (*gc)->submit(std::move(jobs[0]));
+    gate.wait_for_directory_fsync();
+    for (size_t i = 1; i < kJobs; ++i) (*gc)->submit(std::move(jobs[i]));
+    while ((*gc)->waiting_for_directory() < kJobs - 1) std::this_thread::yield();
+    CHECK(list_dir(spool.paths().queue).size() == 2 * kJobs);
+    // Nothing is reported before the directory fsync that covers it.
     event_base_loop(base.get(), EVLOOP_NONBLOCK);
     CHECK(done.empty());
     gate.open_gate();
@@ -378,14 +397,15 @@ TEST_CASE("commit: the group committer runs waves off the loop and reports on it
         event_base_loop(base.get(), EVLOOP_ONCE);
     REQUIRE(done.size() == kJobs);
     for (const CommitJob& j : done) CHECK(j.result.ok());
-    // The first wave took what had arrived, the second everything else.
-    CHECK((*gc)->waves() <= 2);
-    CHECK((*gc)->largest_wave() >= kJobs / 2);
+    // Two directory fsyncs for twenty messages: the first wave, then everything
+    // that queued up behind it.
+    CHECK((*gc)->waves() == 2);
+    CHECK((*gc)->largest_wave() == kJobs - 1);
     CHECK(list_dir(spool.paths().queue).size() == 2 * kJobs);
     CHECK(list_dir(spool.paths().incoming).empty());
 }
 
-TEST_CASE("commit: stopping the committer drops unstarted jobs and their files",
+TEST_CASE("commit: stopping the committer finishes what was submitted, reporting nothing",
           "[queue][commit]") {
     TempSpool spool;
     EventBasePtr base(event_base_new());
@@ -405,7 +425,6 @@ TEST_CASE("commit: stopping the committer drops unstarted jobs and their files",
     }  // destroyed without running the loop
     CHECK(reported == 0);
     CHECK(list_dir(spool.paths().incoming).empty());
-    // What the worker did commit is complete: pairs of .msg and .env.
-    auto q = list_dir(spool.paths().queue);
-    CHECK(q.size() % 2 == 0);
+    // Every message is complete, as after a crash past its commit.
+    CHECK(list_dir(spool.paths().queue).size() == 10);
 }
