@@ -19,6 +19,7 @@ Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), PBX_BUILD_DIR.
 """
 
 import os
+import re
 import poplib
 import pwd
 import shutil
@@ -82,15 +83,65 @@ def session(port, user, hold=None):
     return total
 
 
-def rss_kb(pid):
+def rss_kb(pid, key="Rss:"):
+    """Rss (or Pss with key="Pss:") of a process in KiB, from smaps_rollup."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def smaps_top(pid, n=12):
+    """The mappings of a process with the most resident KiB: [(kib, name)]."""
+    per = {}
+    name = None
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                parts = line.split()
+                if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                    name = os.path.basename(parts[5]) if len(parts) > 5 else "[anon]"
+                elif parts and parts[0] == "Rss:":
+                    per[name] = per.get(name, 0) + int(parts[1])
+    except OSError:
+        return []
+    return sorted(((v, k) for k, v in per.items()), reverse=True)[:n]
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid, children=True):
+    """utime+stime (and, with children, cutime+cstime) of a process, seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return 0.0
+    fields = st[st.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def run_ns(pid):
+    """Time a process spent on a CPU so far (ns, /proc/PID/schedstat)."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def tree_cpu(root):
+    """CPU seconds of a server: its master and every process below it, with
+    the children they reaped (sessions and login processes that exited)."""
+    return cpu_s(root) + sum(cpu_s(p) for p in procs_below(root, None))
 
 
 def procs_below(root, name):
@@ -112,7 +163,7 @@ def procs_below(root, name):
         p = todo.pop()
         for pid, comm in kids.get(p, []):
             todo.append(pid)
-            if comm == name:
+            if name is None or comm == name:
                 out.append(pid)
     return out
 
@@ -121,11 +172,39 @@ class Side:
     def __init__(self, name, port, root_pid, session_comm, login_comm, users):
         self.name, self.port, self.root = name, port, root_pid
         self.session_comm, self.login_comm, self.users = session_comm, login_comm, users
+        self.cpu = {}  # what -> [seconds per run]
 
-    def one(self, user):
+    def settle(self):
+        """Waits until no session process is left (reaped: its CPU time is
+        in its parent's cutime/cstime)."""
+        for _ in range(200):
+            if not procs_below(self.root, self.session_comm):
+                return
+            time.sleep(0.025)
+
+    def one(self, user, what=None):
+        """One session; with `what`, its CPU time is recorded: the session
+        process (schedstat, while open after the RETRs), the login processes
+        (schedstat, before and after) and the whole server (/proc stat ticks,
+        reaped children included)."""
+        self.settle()
+        tree0 = tree_cpu(self.root)
+        logins = {p: run_ns(p) for p in procs_below(self.root, self.login_comm)}
+        got = {}
+
+        def hold():
+            got["session"] = sum(run_ns(p) for p in procs_below(self.root, self.session_comm))
+
         t = time.monotonic()
-        session(self.port, user)
-        return time.monotonic() - t
+        session(self.port, user, hold)
+        elapsed = time.monotonic() - t
+        if what:
+            self.settle()
+            login = sum(run_ns(p) - n for p, n in logins.items())
+            self.cpu.setdefault(what + " session", []).append(got["session"] / 1e9)
+            self.cpu.setdefault(what + " login", []).append(login / 1e9)
+            self.cpu.setdefault(what + " server", []).append(tree_cpu(self.root) - tree0)
+        return elapsed
 
     def parallel(self):
         mem = {}
@@ -144,6 +223,8 @@ class Side:
                 errors.append(e)
                 barrier.abort()
 
+        self.settle()
+        tree0 = tree_cpu(self.root)
         threads = [threading.Thread(target=run, args=(u,)) for u in self.users]
         t = time.monotonic()
         for th in threads:
@@ -152,8 +233,14 @@ class Side:
         sessions = procs_below(self.root, self.session_comm)
         logins = procs_below(self.root, self.login_comm)
         mem["sessions"] = len(sessions)
-        mem["session_kb"] = statistics.mean(rss_kb(p) for p in sessions) if sessions else 0
-        mem["login_kb"] = sum(rss_kb(p) for p in logins)
+        for key, field in (("rss", "Rss:"), ("pss", "Pss:")):
+            mem["session_" + key] = (statistics.mean(rss_kb(p, field) for p in sessions)
+                                     if sessions else 0)
+            mem["login_" + key] = sum(rss_kb(p, field) for p in logins)
+        if sessions:
+            mem["session_top"] = smaps_top(sessions[0])
+        if logins:
+            mem["login_top"] = smaps_top(logins[0])
         paused = time.monotonic()
         barrier.wait()
         resumed = time.monotonic()
@@ -162,7 +249,10 @@ class Side:
         if errors:
             raise errors[0]
         # The pause for measuring does not count.
-        return (time.monotonic() - t) - (resumed - paused), mem
+        elapsed = (time.monotonic() - t) - (resumed - paused)
+        self.settle()
+        self.cpu.setdefault("par server", []).append(tree_cpu(self.root) - tree0)
+        return elapsed, mem
 
 
 def dovecot_config(work, port, vmail):
@@ -242,13 +332,14 @@ def main():
                 time.sleep(0.1)
         sides = [Side("pillarbox", inst.port("pop3"), inst.pid, "pop3d", "pop3-login", users),
                  Side("dovecot", dove_port, dove.pid, "pop3", "pop3-login", users)]
+        p_side, d_side = sides
         res = {s.name: {} for s in sides}
         for s in sides:  # cold: the first session on each fresh Maildir
-            res[s.name]["cold"] = s.one("u0")
+            res[s.name]["cold"] = s.one("u0", "cold")
         for r in range(RUNS):
             order = sides if r % 2 == 0 else sides[::-1]
             for s in order:
-                res[s.name].setdefault("warm", []).append(s.one("u0"))
+                res[s.name].setdefault("warm", []).append(s.one("u0", "warm"))
         for r in range(RUNS):
             order = sides if r % 2 == 0 else sides[::-1]
             for s in order:
@@ -271,15 +362,36 @@ def main():
         par_d = PAR * N / statistics.median(d["par"])
         print("%-28s %12.0f %12.0f %7.2fx" % ("%d sessions, warm (msg/s)" % PAR, par_p, par_d,
                                              par_p / par_d))
-        for s in sides:
-            m = res[s.name]["mem"]
-            m["per_session_kb"] = m["session_kb"] + m["login_kb"] / max(1, m["sessions"])
-        mp, md = p["mem"]["per_session_kb"], d["mem"]["per_session_kb"]
-        print("%-28s %12.0f %12.0f %7.2fx" % ("RSS per session (KiB)", mp, md, mp / md))
-        print("  (session RSS + login RSS / %d sessions; pillarbox session %.0f KiB, login %d "
-              "KiB; dovecot session %.0f KiB, login %d KiB)" %
-              (p["mem"]["sessions"], p["mem"]["session_kb"], p["mem"]["login_kb"],
-               d["mem"]["session_kb"], d["mem"]["login_kb"]))
+        print("%-28s %12s %12s %8s" % ("memory (KiB)", "pillarbox", "dovecot", "ratio"))
+        for key in ("rss", "pss"):
+            for s in sides:
+                m = res[s.name]["mem"]
+                m["per_" + key] = m["session_" + key] + m["login_" + key] / max(1, m["sessions"])
+            mp, md = p["mem"]["per_" + key], d["mem"]["per_" + key]
+            print("%-28s %12.0f %12.0f %7.2fx" % ("%s per session" % key.upper(), mp, md,
+                                                 mp / md))
+            print("  (session %s + login %s / %d sessions; pillarbox session %.0f, login %d; "
+                  "dovecot session %.0f, login %d)" %
+                  (key, key, p["mem"]["sessions"], p["mem"]["session_" + key],
+                   p["mem"]["login_" + key], d["mem"]["session_" + key],
+                   d["mem"]["login_" + key]))
+        print("CPU per RETR (us; schedstat of the session and login processes, /proc "
+              "utime+stime of the whole server tree, medians)")
+        print("%-28s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
+        for what in ("cold session", "cold login", "cold server", "warm session",
+                     "warm login", "warm server", "par server"):
+            per = N * (PAR if what.startswith("par") else 1)
+            vp = statistics.median(p_side.cpu.get(what, [0])) * 1e6 / per
+            vd = statistics.median(d_side.cpu.get(what, [0])) * 1e6 / per
+            print("%-28s %12.1f %12.1f %7s" % (what, vp, vd,
+                                              "%.2fx" % (vp / vd) if vd else "-"))
+        if os.environ.get("SMAPS") == "1":
+            for s in sides:
+                for role in ("session", "login"):
+                    top = res[s.name]["mem"].get(role + "_top")
+                    if top:
+                        print("%s %s: resident KiB by mapping: %s" % (
+                            s.name, role, ", ".join("%s %d" % (k, v) for v, k in top)))
     finally:
         dove.terminate()
         dove.wait(10)

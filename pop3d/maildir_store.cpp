@@ -88,11 +88,16 @@ std::map<std::string, uint64_t, std::less<>> read_sizes(const std::string& path)
     return sizes;
 }
 
-void write_sizes(const std::string& root, const std::vector<std::string>& bases,
-                 const std::vector<MessageInfo>& infos) {
+// `bases` yields the base name of message i.
+template <class Bases>
+void write_sizes(const std::string& root, const std::vector<MessageInfo>& infos, Bases bases) {
     std::string text(kSizesHeader);
-    for (size_t i = 0; i < bases.size(); ++i)
-        text += std::to_string(infos[i].size) + " " + bases[i] + "\n";
+    for (size_t i = 0; i < infos.size(); ++i) {
+        text += std::to_string(infos[i].size);
+        text += ' ';
+        text += bases(i);
+        text += '\n';
+    }
     const std::string tmp =
         root + "/tmp/" + std::string(kSizesFile) + "." + std::to_string(getpid());
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -120,8 +125,11 @@ Result<std::string> read_file_nofollow(const std::string& path) {
     struct stat st;
     if (fstat(fd.get(), &st) != 0) return fail_errno("fstat " + path);
     if (!S_ISREG(st.st_mode)) return fail(path + " is not a regular file");
+    // One byte more than the size: a read that returns less has met the end
+    // of the file, and the usual case takes one read() (no second one for
+    // the end).
     std::string out;
-    out.resize(static_cast<size_t>(st.st_size));
+    out.resize(static_cast<size_t>(st.st_size) + 1);
     size_t off = 0;
     for (;;) {
         if (off == out.size()) out.resize(out.size() + 4096);  // it grew meanwhile
@@ -130,6 +138,7 @@ Result<std::string> read_file_nofollow(const std::string& path) {
         if (n < 0) return fail_errno("read " + path);
         if (n == 0) break;
         off += static_cast<size_t>(n);
+        if (off < out.size()) break;  // short read of a regular file: its end
     }
     out.resize(off);
     return out;
@@ -171,6 +180,8 @@ Result<std::unique_ptr<MaildirStore>, StoreOpenError> MaildirStore::open(
     const std::string sizes_path = s->root_ + "/" + std::string(kSizesFile);
     auto cached = read_sizes(sizes_path);
     bool changed = cached.size() != entries.size();
+    s->infos_.reserve(entries.size());
+    s->paths_.reserve(entries.size());
     for (auto& e : entries) {
         uint64_t size = 0;
         if (auto it = cached.find(e.base); it != cached.end()) {
@@ -182,11 +193,16 @@ Result<std::unique_ptr<MaildirStore>, StoreOpenError> MaildirStore::open(
             changed = true;
         }
         s->infos_.push_back(MessageInfo{size, uidl_for(e.base)});
-        s->paths_.push_back(e.path);
-        s->bases_.push_back(e.base);
+        s->paths_.push_back(std::move(e.path));
     }
-    if (changed) write_sizes(s->root_, s->bases_, s->infos_);
+    if (changed) write_sizes(s->root_, s->infos_, [&](size_t i) { return s->base(i); });
     return s;
+}
+
+std::string_view MaildirStore::base(size_t index) const {
+    std::string_view p = paths_[index];
+    p.remove_prefix(std::min(p.size(), size_t{4}));  // "new/" or "cur/"
+    return p.substr(0, p.find(':'));
 }
 
 std::string MaildirStore::find(size_t index) const {
@@ -198,15 +214,17 @@ std::string MaildirStore::find(size_t index) const {
         auto names = list_dir(root_ + "/" + sub);
         if (!names) continue;
         for (const auto& n : *names)
-            if (base_of(n) == bases_[index]) return root_ + "/" + sub + "/" + n;
+            if (base_of(n) == base(index)) return root_ + "/" + sub + "/" + n;
     }
     return {};
 }
 
 Result<std::string> MaildirStore::content(size_t index) {
     if (index >= paths_.size()) return fail("no such message");
+    // Where it was at the start (one open, no lstat first); else look for it.
+    if (auto text = read_file_nofollow(root_ + "/" + paths_[index])) return text;
     std::string path = find(index);
-    if (path.empty()) return fail("message " + bases_[index] + " is gone");
+    if (path.empty()) return fail("message " + std::string(base(index)) + " is gone");
     return read_file_nofollow(path);
 }
 

@@ -20,6 +20,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
@@ -46,12 +48,14 @@ class MaildirStore final : public Store {
   private:
     MaildirStore() = default;
     std::string find(size_t index) const;  // the file's current path, "" if gone
+    // The base name of message `index`: paths_[index] without "new/" or
+    // "cur/" and without the ":2,..." info (kept once per message, not twice).
+    std::string_view base(size_t index) const;
 
     std::string root_;
     UniqueFd lock_;
     std::vector<MessageInfo> infos_;
     std::vector<std::string> paths_;  // "new/NAME" or "cur/NAME:2,S"
-    std::vector<std::string> bases_;
 };
 
 // Reads a whole file (regular files only, no symlinks followed).

@@ -18,6 +18,34 @@ std::string to_crlf(std::string_view content) {
     return out;
 }
 
+namespace {
+
+// The multi-line answer of RETR or TOP in one pass: every LF without a CR
+// gets one, a last line without a line end gets CRLF, a line starting with
+// "." gets another (RFC 1939 byte-stuffing), and ".\r\n" ends it.
+std::string stuffed(std::string_view content) {
+    std::string out;
+    out.reserve(content.size() + content.size() / 32 + 8);
+    size_t i = 0;
+    while (i < content.size()) {
+        if (content[i] == '.') out.push_back('.');
+        const size_t lf = content.find('\n', i);
+        if (lf == std::string_view::npos) {
+            out.append(content.substr(i));
+            out += "\r\n";
+            break;
+        }
+        out.append(content.substr(i, lf - i));
+        if (lf == 0 || content[lf - 1] != '\r') out.push_back('\r');
+        out.push_back('\n');
+        i = lf + 1;
+    }
+    out += ".\r\n";
+    return out;
+}
+
+}  // namespace
+
 uint64_t crlf_size(std::string_view content) {
     uint64_t n = content.size();
     for (size_t i = 0; i < content.size(); ++i)
@@ -104,20 +132,11 @@ std::string SessionEngine::take_output(size_t max) {
         if (chunk.size() >= max) return chunk;
     }
     Transfer& t = transfer_;
-    while (t.active && chunk.size() < max) {
-        if (t.pos >= t.data.size()) {
-            chunk += ".\r\n";
-            t = Transfer{};
-            break;
-        }
-        // Copy up to the end of the line, stuffing a leading dot.
-        if (t.line_start && t.data[t.pos] == '.') chunk.push_back('.');
-        size_t lf = t.data.find('\n', t.pos);
-        size_t end = lf == std::string::npos ? t.data.size() : lf + 1;
-        end = std::min(end, t.pos + std::max<size_t>(1, max - std::min(max, chunk.size())));
-        chunk.append(t.data, t.pos, end - t.pos);
-        t.line_start = chunk.back() == '\n';
-        t.pos = end;
+    if (t.active && chunk.size() < max) {
+        const size_t n = std::min(max - chunk.size(), t.data.size() - t.pos);
+        chunk.append(t.data, t.pos, n);
+        t.pos += n;
+        if (t.pos >= t.data.size()) t = Transfer{};
     }
     return chunk;
 }
@@ -239,30 +258,31 @@ void SessionEngine::send_message(size_t index, std::optional<size_t> top_lines) 
                 " cannot be read (removed by another program?).\r\n";
         return;
     }
-    std::string data = to_crlf(*content);
+    std::string data;
     if (top_lines) {
         // The header, the blank line, then that many body lines.
-        size_t end = data.size();
-        size_t hdr = data.starts_with("\r\n") ? 0 : data.find("\r\n\r\n");
+        std::string crlf = to_crlf(*content);
+        size_t end = crlf.size();
+        size_t hdr = crlf.starts_with("\r\n") ? 0 : crlf.find("\r\n\r\n");
         if (hdr != std::string::npos) {
             size_t pos = hdr == 0 ? 2 : hdr + 4;
             size_t n = *top_lines;
-            while (n > 0 && pos < data.size()) {
-                size_t lf = data.find('\n', pos);
-                pos = lf == std::string::npos ? data.size() : lf + 1;
+            while (n > 0 && pos < crlf.size()) {
+                size_t lf = crlf.find('\n', pos);
+                pos = lf == std::string::npos ? crlf.size() : lf + 1;
                 --n;
             }
             end = pos;
         }
-        data.resize(end);
+        data = stuffed(std::string_view(crlf).substr(0, end));
         out_ += "+OK Top of message follows\r\n";
     } else {
+        data = stuffed(*content);
         out_ += "+OK " + std::to_string(store_.messages()[index].size) + " octets\r\n";
     }
     transfer_.active = true;
     transfer_.data = std::move(data);
     transfer_.pos = 0;
-    transfer_.line_start = true;
 }
 
 void SessionEngine::quit() {

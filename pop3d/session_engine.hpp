@@ -59,9 +59,8 @@ class SessionEngine {
 
     struct Transfer {
         bool active = false;
-        std::string data;  // CRLF form, to be dot-stuffed
+        std::string data;  // CRLF form, dot-stuffed, ending in ".\r\n" (stuffed())
         size_t pos = 0;
-        bool line_start = true;
         bool terminated = false;
     };
 

@@ -10,10 +10,13 @@
 //   limits and an autologout timer). It reads and changes only the mailbox
 //   named by PBX_MAILBOX (and, for Maildir, its own cache and lock files
 //   there), never the network, TLS keys or other users' mail.
+#include <malloc.h>
+
 #include <cstdlib>
 #include <memory>
 
 #include "common/event/stream.hpp"
+#include "common/event/write_through.hpp"
 #include "common/log.hpp"
 #include "common/privsep/service.hpp"
 #include "common/session_interface.hpp"
@@ -83,6 +86,9 @@ class Session : public event::StreamHandler {
             for (const auto& m : store_->messages()) octets += m.size;
             log::info("session of ", user_, " from ", client_, " (", id_, "): ", format, " ",
                       mailbox, ", ", store_->messages().size(), " messages, ", octets, " octets");
+            // What opening needed (directory listings, the size cache) is
+            // freed: give its pages back, the session may last long.
+            malloc_trim(0);
             keep_alive_.reset(evtimer_new(base_, keep_alive_cb, this));
             event_add(keep_alive_.get(), &kKeepAlive);
         } else {
@@ -140,8 +146,8 @@ class Session : public event::StreamHandler {
         if (!conn_ || conn_->closing()) return;
         for (;;) {
             while (engine_->has_output() && conn_->output_size() < kOutputHighWater)
-                conn_->write(engine_->take_output(kChunk));
-            if (engine_->has_output() || conn_->closing()) return;  // on_drained goes on
+                event::write_through(*conn_, engine_->take_output(kChunk));  // never TLS
+            if (engine_->has_output() || conn_->closing()) return;           // on_drained goes on
             if (engine_->closed()) {
                 conn_->close_after_flush();
                 return;

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 
 #include "common/event/stream.hpp"
+#include "common/event/write_through.hpp"
 #include "common/ipc/auth_msgs.hpp"
 #include "common/ipc/peers.hpp"
 #include "common/ipc/session_msgs.hpp"
@@ -229,6 +231,9 @@ class Connection : public event::StreamHandler {
             from.drain(from.input_size());
             return;
         }
+        // Both sides are plaintext here or past their TLS handshake:
+        // what one side sent goes to the other in the same call.
+        size_t moved = 0;
         for (;;) {
             const size_t avail = from.input_size();
             const size_t queued = to.output_size();
@@ -236,9 +241,23 @@ class Connection : public event::StreamHandler {
             std::string_view v =
                 from.peek(std::min({avail, kProxyHighWater - queued, kForwardChunk}));
             if (v.empty()) break;
-            to.write(v);
+            event::write_through(to, v);
             from.drain(v.size());
+            moved += v.size();
         }
+        // libevent 2.1 reads at most 4 KiB per read callback: when that is
+        // what came, the rest of a longer reply (a RETR, a FETCH) is most
+        // likely in the socket already. Read it now (plaintext only) and
+        // pass it on, instead of another round through the event loop. EOF
+        // and errors are left to the bufferevent's next read.
+        constexpr size_t kLibeventMaxRead = 4096;
+        if (moved == 0 || moved % kLibeventMaxRead != 0 || from.input_size() != 0 ||
+            from.tls_active() || from.closing() || from.fd() < 0 ||
+            to.output_size() >= kProxyHighWater)
+            return;
+        const ssize_t n = ::recv(from.fd(), relay_buf_.data(), relay_buf_.size(), MSG_DONTWAIT);
+        if (n > 0)
+            event::write_through(to, std::string_view(relay_buf_.data(), static_cast<size_t>(n)));
     }
 
     void pump() {
@@ -379,6 +398,7 @@ class Connection : public event::StreamHandler {
     bool client_closed_ = false;
     bool session_closed_ = false;
     size_t discarded_ = 0;
+    static inline std::array<char, kForwardChunk> relay_buf_;  // one process, one thread
 };
 
 // ---- settings and the server -------------------------------------------------
