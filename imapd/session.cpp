@@ -383,6 +383,13 @@ size_t Session::feed(std::string_view in) {
             }
             case Event::Kind::Command:
                 command(ev.command);
+                if (trim_) {
+                    // After a SELECT: the scan's lists are freed now, but glibc
+                    // keeps their pages; give them back (a session may idle
+                    // for long with what it has after a SELECT).
+                    trim_ = false;
+                    ::malloc_trim(0);
+                }
                 break;
         }
     }
@@ -820,9 +827,7 @@ void Session::cmd_select(const Command& c, bool readonly) {
     untagged("OK [UIDNEXT " + std::to_string(sel_->uidnext) + "] Predicted next UID");
     tagged(c.tag, "OK",
            readonly ? "[READ-ONLY] EXAMINE completed" : "[READ-WRITE] SELECT completed");
-    // The scan's temporary lists are freed but glibc keeps their pages; give
-    // them back (a session idles for long with what it has after a SELECT).
-    ::malloc_trim(0);
+    trim_ = true;
 }
 
 void Session::cmd_create(const Command& c) {

@@ -141,6 +141,7 @@ class Session {
     std::unique_ptr<Selected> sel_;
     // With cfg_.watch: the selected folder changed since the last scan by
     // someone else; expected_: changes of our own not yet seen as events.
+    bool trim_ = false;  // malloc_trim() once the command is done
     bool watching_ = false;
     bool dirty_ = false;
     std::multiset<std::string> expected_;
