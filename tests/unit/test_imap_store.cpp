@@ -274,3 +274,46 @@ TEST_CASE("cache file: round trip, checksum, corrupt input refused") {
     put(t.path / "pillarbox-cache", "garbage");
     CHECK(f.load_cache().empty());
 }
+
+TEST_CASE("folder: flags and expunge from the names last seen, a scan only when renamed") {
+    TempDir t;
+    Folder f(t.path.string());
+    REQUIRE(MailStore(t.path.string()).ensure_defaults());
+    put(t.path / "cur" / "1.a.host:2,", "Subject: 1\n\none\n");
+    put(t.path / "cur" / "2.b.host:2,", "Subject: 2\n\ntwo\n");
+    put(t.path / "cur" / "3.c.host:2,", "Subject: 3\n\nthree\n");
+    REQUIRE(f.sync(false));
+    // From the known name.
+    auto r = f.set_flags("1.a.host", kFlagSeen, 0, "cur/1.a.host:2,");
+    REQUIRE(r);
+    CHECK(r->value() == "cur/1.a.host:2,S");
+    CHECK(fs::exists(t.path / "cur" / "1.a.host:2,S"));
+    // Renamed elsewhere meanwhile: found by a scan, not lost.
+    fs::rename(t.path / "cur" / "2.b.host:2,", t.path / "cur" / "2.b.host:2,F");
+    r = f.set_flags("2.b.host", kFlagSeen, 0, "cur/2.b.host:2,");
+    REQUIRE(r);
+    CHECK(r->value() == "cur/2.b.host:2,S");
+    CHECK(!fs::exists(t.path / "cur" / "2.b.host:2,F"));
+    // A known name of another message is not used.
+    r = f.set_flags("3.c.host", kFlagDraft, 0, "cur/1.a.host:2,S");
+    REQUIRE(r);
+    CHECK(r->value() == "cur/3.c.host:2,D");
+    CHECK(fs::exists(t.path / "cur" / "1.a.host:2,S"));
+    // Gone: nullopt.
+    r = f.set_flags("9.z.host", kFlagSeen, 0, "cur/9.z.host:2,");
+    REQUIRE(r);
+    CHECK(!r->has_value());
+    // Expunge: one known where it is, one renamed elsewhere in between.
+    fs::rename(t.path / "cur" / "3.c.host:2,D", t.path / "cur" / "3.c.host:2,DS");
+    auto e = f.expunge({"1.a.host", "3.c.host"}, {"cur/1.a.host:2,S", "cur/3.c.host:2,D"});
+    REQUIRE(e);
+    REQUIRE(e->messages.size() == 1);
+    CHECK(e->messages[0].base == "2.b.host");
+    CHECK(!fs::exists(t.path / "cur" / "3.c.host:2,DS"));
+    // The uid list lost entries only: written, the remaining uid kept.
+    auto s = f.sync(false);
+    REQUIRE(s);
+    REQUIRE(s->messages.size() == 1);
+    CHECK(s->messages[0].uid == 2);
+    CHECK(slurp(t.path / "pillarbox-uidlist").find(":1.a.host") == std::string::npos);
+}
