@@ -13,9 +13,14 @@ sha512-crypt. Measured with poplib:
     index), "warm" the median of RUNS later sessions;
   - PAR parallel sessions, one user each, the same N messages each: time
     until all are done (warm);
-  - memory: VmRSS of each session process while it is open (after the
-    RETRs), plus its share of the login process (login RSS / sessions).
-Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), PBX_BUILD_DIR.
+  - memory: Rss and Pss (/proc/PID/smaps_rollup) of each session process
+    while it is open (after the RETRs), plus its share of the login
+    processes (their Rss or Pss / sessions), the same for both servers;
+  - CPU per RETR: schedstat run time of the session process (while open)
+    and of the login processes, and utime+stime of the whole server tree
+    (the master, everything below it, and the children they reaped).
+Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), PBX_BUILD_DIR,
+SMAPS=1 (also print the resident KiB of each process's largest mappings).
 """
 
 import os
