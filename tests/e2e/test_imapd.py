@@ -10,6 +10,7 @@ import imaplib
 import os
 import pwd
 import re
+import resource
 import select
 import shutil
 import signal
@@ -914,6 +915,35 @@ class ImapLoginTest(unittest.TestCase):
 
 @unittest.skipUnless(harness.program("imapd") and shutil.which("fetchmail") and
                      shutil.which("setpriv"), "imapd, fetchmail or setpriv missing")
+class ImapLoginLimitsTest(unittest.TestCase):
+    """imap-login raises its open files limit to what imap_max_connections
+    needs (two descriptors per connection), as root before the drop: from
+    systemd's soft limit of 1,024 up to the hard limit."""
+
+    def test_open_files_limit_fits_max_connections(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 2 * 1000 + 64:
+            self.skipTest("hard open files limit %d too low to test" % hard)
+        conns = 1000 if hard == resource.RLIM_INFINITY else min(3000, (hard - 64) // 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the master inherits it
+        try:
+            inst = Instance(config={"imap_max_connections": str(conns)})
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with inst:
+            inst.wait_for_log(r"imap-login\[\d+\]: ready")
+            pid = inst.wait_for_child("imap-login")
+            with open("/proc/%d/limits" % pid) as f:
+                limits = f.read()
+            m = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits)
+            self.assertIsNotNone(m, limits)
+            self.assertGreaterEqual(int(m.group(1)), 2 * conns + 64, limits)
+            self.assertNotIn("open files limited", inst.log_text())
+            imap = imaplib.IMAP4("127.0.0.1", inst.port("imap"), timeout=20)
+            self.assertEqual(imap.login("alice", "demo")[0], "OK")
+            imap.logout()
+
+
 class ImapdFetchmailTest(unittest.TestCase):
     """fetchmail over IMAP through a plugin (pipes) to imapd: fetches, deletes."""
 
