@@ -155,6 +155,55 @@ class Pop3Test(unittest.TestCase):
         finally:
             p.quit()
 
+    def test_plaintext_wire_bytes_of_large_messages(self):
+        # Around libevent's 4 KiB per read (the proxy then reads the rest at
+        # once) and beyond the proxy's 256 KiB high water (the rest queued,
+        # on_drained goes on): the exact bytes on the wire, dot-stuffing and
+        # the terminating line included, for LF files with many lines
+        # starting with a dot and a last line without its end.
+        self.clear("alice")
+        new_dir = os.path.join(self.inst.mail_dir, "alice", "Maildir", "new")
+        contents = []
+        for i, size in enumerate((4095, 4096, 4097, 8193, 300000)):
+            data = bytearray()
+            n = 0
+            while len(data) < size:
+                data += (b".dot line %d\n" if n % 7 == 0 else b"line %d of the message\n") % n
+                n += 1
+            data = bytes(data[:size - 1]) + b"x"  # no line end at the end
+            path = os.path.join(new_dir, "%d.M%dP1Q%d.wire" % (1700000000 + i, i, i))
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chown(path, self.vmail.pw_uid, self.vmail.pw_gid)
+            contents.append(data)
+        with socket.create_connection(("127.0.0.1", self.inst.port("pop3")), timeout=30) as s:
+            f = s.makefile("rb")
+
+            def cmd(line):
+                s.sendall(line + b"\r\n")
+                reply = f.readline()
+                self.assertTrue(reply.startswith(b"+OK"), (line, reply))
+                return reply
+
+            f.readline()  # greeting
+            cmd(b"USER alice")
+            cmd(b"PASS demo")
+            for i, data in enumerate(contents):
+                want = crlf(data)
+                reply = cmd(b"RETR %d" % (i + 1))
+                self.assertEqual(reply, b"+OK %d octets\r\n" % len(want))
+                stuffed = re.sub(rb"(?m)^\.", b"..", want) + b".\r\n"
+                got = f.read(len(stuffed))
+                self.assertEqual(got, stuffed, "message %d" % (i + 1))
+            # All five pipelined: the answers follow each other exactly.
+            s.sendall(b"".join(b"RETR %d\r\n" % (i + 1) for i in range(len(contents))))
+            for i, data in enumerate(contents):
+                want = crlf(data)
+                self.assertEqual(f.readline(), b"+OK %d octets\r\n" % len(want))
+                stuffed = re.sub(rb"(?m)^\.", b"..", want) + b".\r\n"
+                self.assertEqual(f.read(len(stuffed)), stuffed, "pipelined %d" % (i + 1))
+            cmd(b"QUIT")
+
     def test_implicit_tls(self):
         self.clear("alice")
         self.deliver("alice", b"Subject: tls\r\n\r\nover 995\r\n")
