@@ -530,7 +530,10 @@ profile() {
 
     side_start "$side"
     for p in $(tree_pids "$ROOT"); do args+=(-p "$p"); done
-    strace -f -qq -y -T -e trace=fsync,fdatasync,syncfs,sync -o "$out" "${args[@]}" &
+    # -ff: one file per thread, so that fsyncs overlapping in several threads
+    # are never split into "<unfinished ...>" and "<... resumed>" lines (which
+    # the count below would take for two calls).
+    strace -ff -qq -y -T -e trace=fsync,fdatasync,syncfs,sync -o "$out" "${args[@]}" &
     st=$!
     sleep 1
     secs=$(run_source "$PORT" "$sessions" "$n")
@@ -547,7 +550,7 @@ profile() {
             else if (path ~ /\/(queue|incoming|active|deferred)$/) kind = "directory"
             else kind = "message-file"
             print kind, lat
-        }' "$out" | sort -k1,1 -k2,2g | awk -v side="$side" -v n="$n" -v secs="$secs" '
+        }' "$out".* | sort -k1,1 -k2,2g | awk -v side="$side" -v n="$n" -v secs="$secs" '
         function flush() {
             if (m == 0) return
             i90 = int(m * 0.9)
