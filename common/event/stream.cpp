@@ -49,7 +49,7 @@ Result<std::unique_ptr<StreamConnection>> StreamConnection::create(event_base* b
     if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
         return fail_errno("fcntl O_NONBLOCK");
     std::unique_ptr<StreamConnection> c(new StreamConnection(base, std::move(fd), handler, limits));
-    if (!c->timer_ || !c->deferred_ || !c->kick_) return fail("event_new failed");
+    if (!c->timer_ || !c->deferred_ || !c->kick_ || !c->flush_) return fail("event_new failed");
     return c;
 }
 
@@ -59,6 +59,7 @@ StreamConnection::StreamConnection(event_base* base, UniqueFd fd, StreamHandler&
     timer_.reset(evtimer_new(base, timer_cb, this));
     deferred_.reset(event_new(base, -1, 0, deferred_cb, this));
     kick_.reset(event_new(base, -1, 0, kick_cb, this));
+    flush_.reset(event_new(base, -1, 0, flush_cb, this));
 }
 
 StreamConnection::~StreamConnection() {
@@ -121,6 +122,14 @@ Result<size_t> StreamConnection::start_tls_client(SslPtr ssl) {
 Result<size_t> StreamConnection::upgrade(SslPtr ssl, bool accepting) {
     if (finished_ || flushing_ || !bev_) return fail("connection is closed");
     if (tls_) return fail("TLS is already active");
+    // Our last plaintext words (the 220 to STARTTLS) go before the handshake.
+    if (!direct_out_.empty()) {
+        event_del(flush_.get());
+        std::string out = std::move(direct_out_);
+        direct_out_.clear();
+        if (bufferevent_write(bev_.get(), out.data(), out.size()) != 0)
+            return fail("bufferevent_write failed");
+    }
     // RFC 3207 5: whatever the peer sent after STARTTLS (or its 220 reply)
     // arrived in plaintext and must not be read as if it had come through TLS.
     evbuffer* in = bufferevent_get_input(bev_.get());
@@ -196,13 +205,48 @@ void StreamConnection::write(std::string_view bytes) {
         finish(CloseReason::OutputFull, log::concat(output_size(), " bytes unread by the peer"));
         return;
     }
+    if (!direct_out_.empty() || (direct_ && !tls_ && fd_ >= 0 &&
+                                 evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0)) {
+        if (direct_out_.empty()) event_active(flush_.get(), 0, 0);
+        direct_out_.append(bytes);
+        return;
+    }
     if (bufferevent_write(bev_.get(), bytes.data(), bytes.size()) != 0)
         finish(CloseReason::Error, "bufferevent_write failed");
 }
 
+void StreamConnection::flush_direct() {
+    if (finished_ || !bev_ || direct_out_.empty()) return;
+    std::string out = std::move(direct_out_);
+    direct_out_.clear();
+    ssize_t n = ::send(fd_, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            finish(CloseReason::Error, std::strerror(errno));
+            return;
+        }
+        n = 0;
+    }
+    const auto sent = static_cast<size_t>(n);
+    if (sent > 0) arm_timer();
+    if (sent < out.size()) {
+        // The rest waits for the socket in the bufferevent; its write_cb
+        // follows as usual.
+        if (bufferevent_write(bev_.get(), out.data() + sent, out.size() - sent) != 0)
+            finish(CloseReason::Error, "bufferevent_write failed");
+        return;
+    }
+    // All sent: what write_cb does when the output has drained.
+    if (flushing_) {
+        maybe_finish_flush();
+        return;
+    }
+    handler_->on_drained(*this);
+}
+
 size_t StreamConnection::output_size() const {
     if (!bev_ || finished_) return 0;
-    size_t n = evbuffer_get_length(bufferevent_get_output(bev_.get()));
+    size_t n = direct_out_.size() + evbuffer_get_length(bufferevent_get_output(bev_.get()));
     if (plain_) n += evbuffer_get_length(bufferevent_get_output(plain_));
     return n;
 }
@@ -257,6 +301,7 @@ TlsPeerInfo StreamConnection::tls_peer() const {
 
 void StreamConnection::maybe_finish_flush() {
     if (!flushing_ || finished_ || !bev_) return;
+    if (!direct_out_.empty()) return;  // flush_direct() comes back here
     if (evbuffer_get_length(bufferevent_get_output(bev_.get())) > 0) return;
     if (tls_ && !shutdown_sent_) {
         shutdown_sent_ = true;
@@ -281,6 +326,8 @@ void StreamConnection::finish(CloseReason reason, std::string detail) {
     }
     event_del(timer_.get());
     event_del(kick_.get());
+    event_del(flush_.get());
+    direct_out_.clear();  // unsent output is dropped, as the bufferevent's
     // The bufferevent is freed and on_closed() called from the loop, so that
     // neither happens inside a libevent callback or inside the caller.
     event_active(deferred_.get(), 0, 0);
@@ -388,6 +435,10 @@ void StreamConnection::kick_cb(evutil_socket_t, short, void* self) noexcept {
     auto* c = static_cast<StreamConnection*>(self);
     if (c->finished_ || c->flushing_ || c->paused_) return;
     c->handler_->on_input(*c);
+}
+
+void StreamConnection::flush_cb(evutil_socket_t, short, void* self) noexcept {
+    static_cast<StreamConnection*>(self)->flush_direct();
 }
 
 void StreamConnection::deferred_cb(evutil_socket_t, short, void* self) noexcept {

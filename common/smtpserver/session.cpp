@@ -85,6 +85,7 @@ bool Session::start(UniqueFd fd, bool implicit_tls) {
         return false;
     }
     conn_ = std::move(c).value();
+    conn_->set_direct_writes(true);  // one send() per batch of replies
     const Settings& st = server_.settings();
     log::info("connect from ", client());
     conn_->set_idle_timeout(st.command_timeout);

@@ -184,6 +184,8 @@ struct LineServer : StreamHandler {
             c.close();
     }
     void on_tls_ready(StreamConnection&) noexcept override { tls_ready = true; }
+    void on_drained(StreamConnection&) noexcept override { ++drained; }
+    int drained = 0;
     void on_closed(StreamConnection&, const CloseInfo& info) noexcept override {
         closed = true;
         close_info = info;
@@ -400,6 +402,10 @@ TEST_CASE("plain connection: lines in, replies out, write-then-close", "[event][
     auto c = StreamConnection::create(base.get(), std::move(server_fd), srv);
     REQUIRE(c.ok());
     srv.conn = std::move(c).value();
+    // Both ways of writing: through the bufferevent, and direct (one send()
+    // per round of callbacks, the rest through the bufferevent).
+    const bool direct = GENERATE(false, true);
+    srv.conn->set_direct_writes(direct);
     REQUIRE(srv.conn->start().ok());
     CHECK_FALSE(srv.conn->tls_active());
 
@@ -414,6 +420,7 @@ TEST_CASE("plain connection: lines in, replies out, write-then-close", "[event][
     peer.join();
     CHECK(got == "echo: hello\r\necho: world\r\nbye\r\n");
     CHECK(srv.lines == std::vector<std::string>{"hello", "world", "QUIT"});
+    CHECK(srv.drained >= 1);  // after "echo: hello", sent before the rest arrived
     CHECK(srv.close_info.reason == CloseReason::Closed);
     CHECK(srv.conn == nullptr);  // destroyed inside on_closed
 }
@@ -423,6 +430,8 @@ TEST_CASE("close_after_flush delivers a large last reply", "[event][stream]") {
     auto [server_fd, client_fd] = socket_pair();
     LineServer srv;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    srv.conn->set_direct_writes(
+        GENERATE(false, true));  // direct: most goes through the bufferevent
     REQUIRE(srv.conn->start().ok());
     std::string got;
     std::thread peer([&, fd = client_fd.get()] {
@@ -556,6 +565,7 @@ TEST_CASE("a peer that does not read is cut off at max_output", "[event][stream]
     lim.max_output = 64 * 1024;
     srv.conn =
         std::move(StreamConnection::create(base.get(), std::move(server_fd), srv, lim)).value();
+    srv.conn->set_direct_writes(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     for (int i = 0; i < 100 && !srv.conn->closing(); ++i) srv.conn->write(std::string(4096, 'y'));
     run_until(base.get(), [&] { return srv.closed; });
@@ -647,6 +657,8 @@ TEST_CASE("STARTTLS upgrades in place and discards pipelined plaintext", "[event
     LineServer srv;
     srv.tls = &*ctx;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    // Direct: "220 go" is still waiting for its send() when the upgrade starts.
+    srv.conn->set_direct_writes(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
 
     std::string before, after;
