@@ -33,7 +33,9 @@
 #                  counted the last message
 #   SINK_PORT=52527  the sink's port (MODE=relay)
 #   PROFILE=1      after the table, untimed runs of each side: CPU time per
-#                  message, and fsyncs per message by kind of file (strace)
+#                  message (in all and per program), and fsyncs per message by
+#                  kind of file (strace)
+#   PROFILE_ONLY=1 the profile runs without the table
 set -euo pipefail
 
 N_MULTI=${N_MULTI:-2000}
@@ -412,6 +414,7 @@ RESULTS=$WORK/results
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$(date +%s)
 
+if [ "${PROFILE_ONLY:-0}" != 1 ]; then
 for sessions in "$SESSIONS" 1; do
     if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
     for run in $(seq "$RUNS"); do
@@ -468,8 +471,9 @@ done
 echo
 echo "all runs (sessions messages run side seconds msg/s $COUNTED):"
 sed 's/^/    /' "$RESULTS"
+fi  # PROFILE_ONLY
 
-[ "${PROFILE:-0}" = 1 ] || exit 0
+[ "${PROFILE:-0}" = 1 ] || [ "${PROFILE_ONLY:-0}" = 1 ] || exit 0
 
 # ---- PROFILE=1: where the time goes (untimed runs, not part of the table) -------
 
@@ -502,6 +506,30 @@ tree_ticks() {
     echo "$total"
 }
 
+# tree_ticks_by_pid ROOT: "pid comm ticks" for every process of the tree
+# (ticks: user + system, reaped children included).
+tree_ticks_by_pid() {
+    local p f comm
+    for p in $(tree_pids "$1"); do
+        f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        comm=$(tr -d ' ' <"/proc/$p/comm" 2>/dev/null) || continue
+        # shellcheck disable=SC2086
+        set -- $f
+        echo "$p $comm $((${12} + ${13} + ${14} + ${15}))"
+    done
+}
+
+# per_program BEFORE AFTER COUNT: CPU ms per message by program name (a
+# process that started during the run counts from 0; one that exited is in
+# its parent's reaped-children time).
+per_program() {
+    awk -v n="$3" -v hz="$(getconf CLK_TCK)" '
+        FNR == NR { before[$1] = $3; next }
+        { t[$2] += $3 - (($1 in before) ? before[$1] : 0) }
+        END { for (c in t) if (t[c] > 0) printf "              %-18s %6.3f ms/message\n", c, t[c] * 1000 / hz / n }' \
+        "$1" "$2" | sort -k2,2gr
+}
+
 side_start() {
     if [ "$1" = pillarbox ]; then
         pbx_start
@@ -517,17 +545,23 @@ side_stop() { if [ "$1" = pillarbox ]; then pbx_stop; else pf_stop; fi; }
 # under strace counting the fsyncs per message and their latency, by kind of file.
 profile() {
     local side=$1 sessions=$2 n=$3 t0 t1 secs out=$WORK/strace.$1.$2 args=() p st
+    sink_start
     side_start "$side"
     t0=$(tree_ticks "$ROOT")
+    tree_ticks_by_pid "$ROOT" >"$WORK/ticks.before"
     secs=$(run_source "$PORT" "$sessions" "$n")
     sleep 1 # Postfix's discard of the last messages belongs to the run
     t1=$(tree_ticks "$ROOT")
+    tree_ticks_by_pid "$ROOT" >"$WORK/ticks.after"
     awk -v side="$side" -v s="$sessions" -v n="$n" -v secs="$secs" -v a="$t0" -v b="$t1" \
         -v hz="$(getconf CLK_TCK)" 'BEGIN {
             printf "%-9s sessions=%-2s %5d messages: %7.1f msg/s, CPU %.2f ms/message (all its processes)\n",
                 side, s, n, n / secs, (b - a) * 1000 / hz / n }'
+    per_program "$WORK/ticks.before" "$WORK/ticks.after" "$n"
     side_stop "$side"
+    sink_stop
 
+    sink_start
     side_start "$side"
     for p in $(tree_pids "$ROOT"); do args+=(-p "$p"); done
     # -ff: one file per thread, so that fsyncs overlapping in several threads
@@ -540,6 +574,7 @@ profile() {
     kill -INT "$st"
     wait "$st" || true
     side_stop "$side"
+    sink_stop
     echo "$side, under strace:"
     # fsync(10</path/to/file>) = 0 <0.001234>: the kind of file from its path;
     # then per kind, latencies sorted, for the median and the 90th percentile.

@@ -63,8 +63,9 @@ Status QueueStore::remove(const spool::QueueId& id) {
     std::string msg = paths_.message_file(id);
     if (auto r = sys_.unlink(msg); !r.ok() && r.error() != ENOENT)
         return fail_errno("unlink " + msg, r.error());
-    if (auto d = spool::fsync_dir(spool::dir_name(env), sys_); !d) return d;
-    if (spool::dir_name(env) != paths_.queue) return spool::fsync_dir(paths_.queue, sys_);
+    // No directory fsync (Postfix's qmgr does none either): a removal that a
+    // crash undoes only means a delivery may be repeated, never a loss; the
+    // fsync cost one synchronous disk flush per message in the event loop.
     return {};
 }
 

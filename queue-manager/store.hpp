@@ -57,7 +57,9 @@ class QueueStore {
     Status release(const spool::QueueId& id);
     // Removes the envelope, then the message (a crash in between leaves a
     // .msg without envelope, which recovery moves to corrupt/, never a
-    // deliverable half), and forgets the entry.
+    // deliverable half), and forgets the entry. The directory is not
+    // fsynced: a crash may bring back a finished message, which is then
+    // delivered again (a duplicate, never a loss; as Postfix).
     Status remove(const spool::QueueId& id);
 
     std::string envelope_path(const Entry& e) const;
