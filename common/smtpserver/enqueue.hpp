@@ -1,10 +1,13 @@
 // One SMTP session's client of the queue-manager (queue/enqueue.sock).
 //
-// Connection policy: one connection per session, made at the session's
-// first message and reused for its later messages (queue_msgs.hpp allows
-// several transactions in a row), closed with the session. A session that
-// never sends a message never connects. A broken connection fails the
-// transaction in progress (451 4.3.0) and is made again for the next one.
+// Connection policy: one connection per client object, made at its first
+// message and reused for its later messages (queue_msgs.hpp allows several
+// transactions in a row). A session that never sends a message never
+// connects. A session that ends between transactions hands its client to
+// the Server, which gives it to the next session (Server::take_enqueue_client:
+// with a new SMTP connection per message, one connect per message fewer). A
+// broken connection fails the transaction in progress (451 4.3.0) and is made
+// again for the next one.
 //
 // Flow: begin() → chunk()* → end(done) → done(Queued | TempFail | PermFail);
 // or abort(). The message bytes cross IPC here and only here (DESIGN §3).
@@ -57,6 +60,7 @@ class EnqueueClient {
 
     size_t backlog() const { return conn_ && conn_->is_open() ? conn_->queued_bytes() : 0; }
     bool in_transaction() const { return state_ != State::Idle; }
+    bool connected() const { return conn_ && conn_->is_open(); }
 
   private:
     enum class State { Idle, Sending, Failed, Committing };

@@ -148,9 +148,33 @@ void Server::remove(uint64_t id) {
     if (stopping_ && sessions_.empty()) event_base_loopexit(base_, nullptr);
 }
 
+namespace {
+
+// Idle queue-manager connections kept for the next sessions (each counts
+// against the queue-manager's max_sessions while it waits).
+constexpr size_t kIdleEnqueueClients = 16;
+
+}  // namespace
+
+std::unique_ptr<EnqueueClient> Server::take_enqueue_client(std::chrono::milliseconds timeout) {
+    while (!idle_enqueue_.empty()) {
+        std::unique_ptr<EnqueueClient> c = std::move(idle_enqueue_.back());
+        idle_enqueue_.pop_back();
+        if (c->connected()) return c;  // the queue-manager may have gone meanwhile
+    }
+    return std::make_unique<EnqueueClient>(base_, enqueue_path_, timeout);
+}
+
+void Server::keep_enqueue_client(std::unique_ptr<EnqueueClient> client) {
+    if (!client || stopping_ || client->in_transaction() || !client->connected()) return;
+    if (idle_enqueue_.size() >= kIdleEnqueueClients) return;
+    idle_enqueue_.push_back(std::move(client));
+}
+
 void Server::stop() {
     if (stopping_) return;
     stopping_ = true;
+    idle_enqueue_.clear();
     acceptors_.clear();
     if (sessions_.empty()) {
         event_base_loopexit(base_, nullptr);

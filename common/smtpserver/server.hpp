@@ -23,6 +23,7 @@
 #include "common/privsep/service.hpp"
 #include "common/smtp/engine.hpp"
 #include "common/smtpserver/auth_client.hpp"
+#include "common/smtpserver/enqueue.hpp"
 #include "common/smtpserver/rate_limit.hpp"
 
 namespace pbx::smtpserver {
@@ -78,6 +79,12 @@ class Server {
     AuthClient& auth() { return *auth_; }
     RateLimiter& rates() { return rates_; }
     std::string enqueue_path() const { return enqueue_path_; }
+    // A queue-manager client for a session: an idle one a finished session
+    // left (its connection still open), or a new one.
+    std::unique_ptr<EnqueueClient> take_enqueue_client(std::chrono::milliseconds timeout);
+    // Keeps a finished session's client for the next session if it is idle
+    // and connected (at most kIdleEnqueueClients); drops it otherwise.
+    void keep_enqueue_client(std::unique_ptr<EnqueueClient> client);
     // Called by a session from its on_closed(): destroys it.
     void remove(uint64_t id);
 
@@ -96,6 +103,7 @@ class Server {
     std::shared_ptr<event::ConnectionLimiter> limiter_;
     std::vector<std::unique_ptr<event::Acceptor>> acceptors_;
     std::map<uint64_t, std::unique_ptr<Session>> sessions_;
+    std::vector<std::unique_ptr<EnqueueClient>> idle_enqueue_;
     uint64_t next_id_ = 1;
     bool stopping_ = false;
     EventPtr stop_timer_;

@@ -485,8 +485,7 @@ void Session::vet_recipient(const smtp::LookupRecipient& l) {
 
 void Session::begin_message(const smtp::Envelope& env) {
     if (!enqueue_)
-        enqueue_ = std::make_unique<EnqueueClient>(
-            server_.base(), server_.enqueue_path(),
+        enqueue_ = server_.take_enqueue_client(
             std::chrono::duration_cast<std::chrono::milliseconds>(kQueueCommitTimeout));
     if (!submission()) {
         enqueue_->begin(env, "smtp");
@@ -665,7 +664,11 @@ void Session::backlog_cb(evutil_socket_t, short, void* self) noexcept {
 
 void Session::on_closed(event::StreamConnection&, const event::CloseInfo& info) noexcept {
     forget_requests();
-    if (enqueue_ && enqueue_->in_transaction()) enqueue_->abort();
+    if (enqueue_ && enqueue_->in_transaction()) {
+        enqueue_->abort();  // an answer may still come: not reusable
+        enqueue_.reset();
+    }
+    server_.keep_enqueue_client(std::move(enqueue_));
     switch (info.reason) {
         case event::CloseReason::Closed:
             break;

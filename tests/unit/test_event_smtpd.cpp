@@ -608,6 +608,56 @@ TEST_CASE("session: a pipelined message to a local user is queued", "[smtpd][ses
     CHECK(data == "Subject: x\r\n\r\n.dot\r\n" + big);
 }
 
+TEST_CASE("session: the next session reuses the queue-manager connection", "[smtpd][session]") {
+    Rig rig;
+    auto authd = fake_authd(rig.ctx.base, rig.path("auth/auth.sock"));
+    FakeServer qm(rig.ctx.base, ipc::queue::kProtocol, rig.path("queue/enqueue.sock"),
+                  ipc::Channel::Enqueue);
+    int n = 0;
+    qm.reply = [&](ipc::Message&& m) -> std::optional<ipc::Message> {
+        if (m.name() != "commit") return std::nullopt;
+        auto q = ipc::Message::named(ipc::queue::kProtocol, "queued");
+        q.set_str("queue_id", "0ID" + std::to_string(++n));
+        return q;
+    };
+    // One message per SMTP connection, as smtp-source sends them; each client
+    // waits for the server's close, so its session has ended before the next.
+    auto one_message = [&](bool quit) {
+        std::string queued, eof = "x";
+        rig.talk([&](SmtpClient& c) {
+            c.reply();
+            c.cmd("EHLO client.example");
+            c.cmd("MAIL FROM:<s@elsewhere.example>");
+            c.cmd("RCPT TO:<alice@example.test>");
+            c.cmd("DATA");
+            queued = c.cmd("Subject: x\r\n\r\nhi\r\n.");
+            if (!quit) {  // a second message, and the client hangs up in its text
+                c.send(
+                    "MAIL FROM:<s@elsewhere.example>\r\nRCPT TO:<alice@example.test>\r\n"
+                    "DATA\r\n");
+                for (int i = 0; i < 3; ++i) c.reply();
+                return;
+            }
+            c.cmd("QUIT");
+            eof = c.reply();  // "" once the server closed
+        });
+        if (quit) CHECK(eof.empty());
+        return queued;
+    };
+    CHECK(one_message(true) == "250 2.0.0 Ok: queued as 0ID1\r\n");
+    CHECK(one_message(true) == "250 2.0.0 Ok: queued as 0ID2\r\n");
+    CHECK(qm.accepted == 1);
+    // A session that ends inside a transaction does not hand its connection
+    // on (an answer to it may still come).
+    CHECK(one_message(false) == "250 2.0.0 Ok: queued as 0ID3\r\n");
+    CHECK(one_message(true) == "250 2.0.0 Ok: queued as 0ID4\r\n");
+    CHECK(qm.accepted == 2);
+    // A queue-manager that went away: the next session connects again.
+    qm.drop_all();
+    CHECK(one_message(true) == "250 2.0.0 Ok: queued as 0ID5\r\n");
+    CHECK(qm.accepted == 3);
+}
+
 TEST_CASE("session: authd or the queue-manager missing gives 451", "[smtpd][session]") {
     Rig rig("trusted_networks = 127.0.0.0/8\n");
     std::vector<std::string> replies;
