@@ -107,6 +107,9 @@ Result<std::unique_ptr<QueueManager>> QueueManager::start(event_base* base, Sett
     std::unique_ptr<QueueManager> qm(
         new QueueManager(base, std::move(settings), std::move(agents)));
     if (auto s = qm->recover(); !s) return Err{s.error()};
+    // Finished messages are unlinked off the event loop (store.hpp).
+    qm->unlinker_ = std::make_unique<BackgroundUnlinker>();
+    qm->store_.set_unlinker(qm->unlinker_.get());
     auto committer = GroupCommitter::create(
         base, qm->store_.paths(), [p = qm.get()](CommitJob&& j) { p->commit_done(std::move(j)); });
     if (!committer) return Err{committer.error()};

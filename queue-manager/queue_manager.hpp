@@ -112,6 +112,9 @@ class QueueManager final : public SessionHost, public Notifier {
     event_base* base_;
     Settings settings_;
     ReceivedContext rc_;  // myhostname; the time is filled per call
+    // Before store_ (which points to it) so that it goes last, after
+    // finishing the removals it was given.
+    std::unique_ptr<BackgroundUnlinker> unlinker_;
     QueueStore store_;
     std::unique_ptr<DeliveryAgents> agents_;
     std::unique_ptr<Scheduler> scheduler_;

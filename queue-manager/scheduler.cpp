@@ -242,12 +242,10 @@ void Scheduler::finish(const spool::QueueId& id, bool changed) {
     bool done = std::all_of(env.recipients.begin(), env.recipients.end(),
                             [](const spool::Recipient& r) { return final_state(r.state); });
     if (done) {
-        bool recovered = e->recovered;
-        if (auto s = store_.remove(id); !s)
+        std::string line =
+            id.str() + (e->recovered ? ": removed (finished before the restart)" : ": removed");
+        if (auto s = store_.remove_finished(id, std::move(line)); !s)
             log::error(id.str(), ": cannot remove: ", s.error().message);
-        else
-            log::info(id.str(),
-                      recovered ? ": removed (finished before the restart)" : ": removed");
         return;
     }
     if (changed)

@@ -1,8 +1,53 @@
 #include "queue-manager/store.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
 #include "common/spool/atomic_write.hpp"
 
 namespace pbx::qm {
+
+BackgroundUnlinker::BackgroundUnlinker() : thread_([this] { run(); }) {}
+
+BackgroundUnlinker::~BackgroundUnlinker() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+}
+
+void BackgroundUnlinker::submit(std::vector<std::string> paths, std::string done_line) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        items_.push_back(Item{std::move(paths), std::move(done_line)});
+    }
+    cv_.notify_one();
+}
+
+void BackgroundUnlinker::run() {
+    for (;;) {
+        Item item;
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [this] { return stop_ || !items_.empty(); });
+            if (items_.empty()) return;  // stopping, and everything done
+            item = std::move(items_.front());
+            items_.pop_front();
+        }
+        bool ok = true;
+        for (const std::string& p : item.paths)
+            if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+                log::error("cannot remove: unlink ", p, ": ", std::strerror(errno));
+                ok = false;
+            }
+        if (ok && !item.done_line.empty()) log::info(item.done_line);
+    }
+}
 
 void QueueStore::add(spool::Envelope env, bool held, Seconds due) {
     spool::QueueId id = env.id;
@@ -16,6 +61,20 @@ void QueueStore::add(spool::Envelope env, bool held, Seconds due) {
 Entry* QueueStore::find(const spool::QueueId& id) {
     auto it = entries_.find(id);
     return it == entries_.end() ? nullptr : &it->second;
+}
+
+Status QueueStore::remove_finished(const spool::QueueId& id, std::string done_line) {
+    if (!unlinker_) {
+        auto s = remove(id);
+        if (s && !done_line.empty()) log::info(done_line);
+        return s;
+    }
+    Entry* e = find(id);
+    if (!e) return fail("no message " + id.str());
+    std::vector<std::string> paths{envelope_path(*e), paths_.message_file(id)};
+    entries_.erase(id);
+    unlinker_->submit(std::move(paths), std::move(done_line));
+    return {};
 }
 
 std::string QueueStore::envelope_path(const Entry& e) const {

@@ -10,10 +10,14 @@
 // directories.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/result.hpp"
@@ -34,6 +38,32 @@ struct Entry {
     bool recovered = false;                // found at start-up, not attempted since
     bool notice_in_flight = false;         // a DSN about it is being committed
     std::map<size_t, std::string> relays;  // recipient index → who answered last
+};
+
+// Unlinks finished messages on a thread of its own, in order (envelope, then
+// message), then logs the line it was given. An unlink in queue/ waits while a
+// commit wave fsyncs that directory (the committer's thread), a few ms under
+// load; in the event loop that wait held up every commit reply and delivery
+// (bench/RESULTS.md, relay profile). The destructor finishes what is queued.
+class BackgroundUnlinker {
+  public:
+    BackgroundUnlinker();
+    ~BackgroundUnlinker();
+    BackgroundUnlinker(const BackgroundUnlinker&) = delete;
+    BackgroundUnlinker& operator=(const BackgroundUnlinker&) = delete;
+    void submit(std::vector<std::string> paths, std::string done_line);
+
+  private:
+    struct Item {
+        std::vector<std::string> paths;
+        std::string done_line;
+    };
+    void run();
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Item> items_;
+    bool stop_ = false;
+    std::thread thread_;
 };
 
 class QueueStore {
@@ -61,6 +91,11 @@ class QueueStore {
     // fsynced: a crash may bring back a finished message, which is then
     // delivered again (a duplicate, never a loss; as Postfix).
     Status remove(const spool::QueueId& id);
+    // The same for a finished message, then logs `done_line`: on the
+    // unlinker's thread when one is set (the entry is forgotten at once),
+    // else here.
+    Status remove_finished(const spool::QueueId& id, std::string done_line);
+    void set_unlinker(BackgroundUnlinker* u) { unlinker_ = u; }
 
     std::string envelope_path(const Entry& e) const;
 
@@ -69,6 +104,7 @@ class QueueStore {
 
     spool::SpoolPaths paths_;
     sys::Sys& sys_;
+    BackgroundUnlinker* unlinker_ = nullptr;
     std::map<spool::QueueId, Entry> entries_;
 };
 
