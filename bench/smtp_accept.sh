@@ -32,6 +32,8 @@
 #                  [127.0.0.1]:SINK_PORT, no TLS); a run ends when the sink has
 #                  counted the last message
 #   SINK_PORT=52527  the sink's port (MODE=relay)
+#   NO_BUILD=1     run the programs already in BUILD (a before/after pair of
+#                  builds) without rebuilding them
 #   PROFILE=1      after the table, untimed runs of each side: CPU time per
 #                  message (in all and per program), and fsyncs per message by
 #                  kind of file (strace)
@@ -105,7 +107,11 @@ PROGRAMS="authd queue-manager smtpd"
 [ "$MODE" = relay ] && PROGRAMS="$PROGRAMS remote-delivery"
 targets=(master/pillarbox-master)
 for prog in $PROGRAMS; do targets+=("$prog/$prog"); done
-ninja -C "$BUILD" -j2 "${targets[@]}" >/dev/null || die "build failed (ninja -C $BUILD)"
+if [ "${NO_BUILD:-0}" = 1 ]; then
+    log "NO_BUILD=1: using $BUILD as it is"
+else
+    ninja -C "$BUILD" -j2 "${targets[@]}" >/dev/null || die "build failed (ninja -C $BUILD)"
+fi
 "$SRC/packaging/create-users.sh" >/dev/null
 
 WORK=$(mktemp -d /var/tmp/pbx-bench.XXXXXX)

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "common/privsep/privsep.hpp"
 #include "local-delivery/dotforward.hpp"
 #include "local-delivery/pipe.hpp"
+#include "local-delivery/pool.hpp"
 
 namespace pbx::local {
 namespace dmsgs = ipc::delivery;
@@ -66,11 +68,32 @@ struct LocalDelivery::Task {
     EventPtr ev;
     std::string output;
     LocalDelivery* owner = nullptr;
+    Worker* worker = nullptr;  // a mailbox write on a pooled worker
+};
+
+// A long-lived child that has dropped to (uid, gid[, extra_gid]) and takes
+// that user's mailbox writes one at a time (pool.hpp).
+struct LocalDelivery::Worker {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    gid_t extra_gid = 0;  // a mail spool group (mbox), 0 for none
+    pid_t pid = -1;
+    std::unique_ptr<ipc::Connection> conn;
+    Task* busy = nullptr;
+    size_t jobs = 0;
+    EventPtr idle;
+    LocalDelivery* owner = nullptr;
+    std::list<std::unique_ptr<Worker>>::iterator self;
 };
 
 namespace {
 
 constexpr size_t kLogValue = 80;
+// An idle worker ends after this long; a worker ends after this many
+// deliveries (as Postfix's max_idle and max_use), so that a pool sized for a
+// burst does not stay, and no process lives for ever.
+constexpr timeval kWorkerIdle{10, 0};
+constexpr size_t kWorkerMaxJobs = 1000;
 
 std::string esc(std::string_view v) {
     return ipc::escape_value(v, kLogValue);
@@ -142,6 +165,12 @@ Status LocalDelivery::post_drop(ServiceContext& ctx) {
     command_output_limit_ = out_limit < 1 ? 1 : static_cast<size_t>(out_limit);
     int64_t conc = ctx.config.integer("local_delivery_concurrency");
     limits_.concurrency = conc < 1 ? 1 : static_cast<size_t>(conc);
+    reap_timer_.reset(evtimer_new(
+        base_,
+        [](evutil_socket_t, short, void* arg) noexcept {
+            static_cast<LocalDelivery*>(arg)->reap_workers();
+        },
+        this));
     server_ = std::make_unique<ipc::Server>(
         base_, std::move(listen_fd_), ipc::Channel::Local, std::move(*peers_),
         [this](UniqueFd client, const ipc::PeerInfo& who) { accept(std::move(client), who); });
@@ -155,7 +184,18 @@ void LocalDelivery::on_stop(ServiceContext&) {
     // a write); nothing new starts. Unanswered recipients stay queued.
     server_.reset();
     waiting_.clear();
-    if (running_.empty()) event_base_loopexit(base_, nullptr);
+    for (auto it = workers_.begin(); it != workers_.end();) {
+        Worker* w = (it++)->get();
+        if (!w->busy) close_worker(w);
+    }
+    maybe_exit();
+}
+
+void LocalDelivery::maybe_exit() {
+    if (server_ != nullptr || !running_.empty() || !base_) return;
+    while (!workers_.empty()) close_worker(workers_.front().get());
+    reap_workers();
+    event_base_loopexit(base_, nullptr);
 }
 
 void LocalDelivery::accept(UniqueFd fd, const ipc::PeerInfo& peer) {
@@ -455,34 +495,42 @@ void LocalDelivery::start_tasks() {
     }
 }
 
+Job LocalDelivery::make_job(const Task& t) {
+    Job job;
+    job.kind = t.kind;
+    job.message_fd = t.request->message->get();
+    job.sender = t.request->sender;
+    job.rcpt = t.request->rcpts[t.index];
+    job.mailbox = t.mailbox;
+    job.format_maildir = t.maildir;
+    job.host = host_;
+    job.counter = ++counter_;
+    job.dotforward = t.dotforward;
+    job.user = t.user;
+    job.home = t.home;
+    job.recipient_delimiter = resolver_.recipient_delimiter;
+    job.time_limit = command_time_limit_;
+    job.output_limit = command_output_limit_;
+    if (t.kind == JobKind::Pipe) job.command = t.target;
+    if (t.kind == JobKind::File) job.path = t.target;
+    job.forward_to = t.forward_to;
+    job.enqueue_socket = enqueue_path_;
+    job.body = t.request->body;
+    job.smtputf8 = t.request->smtputf8;
+    return job;
+}
+
 void LocalDelivery::spawn(std::unique_ptr<Task> t) {
+    // Mailbox writes (the common case, and the one a burst is made of) go to
+    // a worker of their user; the rest get a child of their own.
+    if (t->kind == JobKind::Mailbox) return spawn_on_worker(std::move(t));
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         int e = errno;
         return finish_rcpt(t->request, t->index, outcome_for_errno(e, "pipe"));
     }
     UniqueFd rd(p[0]), wr(p[1]);
-    Job job;
-    job.kind = t->kind;
-    job.message_fd = t->request->message->get();
-    job.sender = t->request->sender;
-    job.rcpt = t->request->rcpts[t->index];
-    job.mailbox = t->mailbox;
-    job.format_maildir = t->maildir;
-    job.host = host_;
-    job.counter = ++counter_;
-    job.dotforward = t->dotforward;
-    job.user = t->user;
-    job.home = t->home;
-    job.recipient_delimiter = resolver_.recipient_delimiter;
-    job.time_limit = command_time_limit_;
-    job.output_limit = command_output_limit_;
-    if (t->kind == JobKind::Pipe) job.command = t->target;
-    if (t->kind == JobKind::File) job.path = t->target;
-    job.forward_to = t->forward_to;
-    job.enqueue_socket = enqueue_path_;
-    job.body = t->request->body;
-    job.smtputf8 = t->request->smtputf8;
+    Job job = make_job(*t);
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
@@ -558,13 +606,18 @@ void LocalDelivery::on_child_done(Task* raw) {
     if (it == running_.end()) return;
     std::unique_ptr<Task> t = std::move(it->second);
     running_.erase(it);
-    if (t->kind == JobKind::Pipe) --running_commands_;
     t->ev.reset();
     int wstatus = 0;
     while (waitpid(t->pid, &wstatus, 0) < 0 && errno == EINTR) {
     }
+    std::string output = std::move(t->output);
+    complete(std::move(t), output, wstatus);
+}
+
+void LocalDelivery::complete(std::unique_ptr<Task> t, const std::string& output, int wstatus) {
+    if (t->kind == JobKind::Pipe) --running_commands_;
     std::optional<Outcome> o;
-    auto report = parse_report(t->output);
+    auto report = parse_report(output);
     if (report) {
         for (const std::string& note : report->notes)
             log::warn(esc(t->request->queue_id), ": to=<", esc(t->request->rcpts[t->index]),
@@ -572,8 +625,7 @@ void LocalDelivery::on_child_done(Task* raw) {
         if (report->dotforward) {
             on_dotforward(std::move(t), *report->dotforward);
             start_tasks();
-            if (server_ == nullptr && running_.empty() && base_)
-                event_base_loopexit(base_, nullptr);
+            maybe_exit();
             return;
         }
         o = report->outcome;
@@ -586,7 +638,171 @@ void LocalDelivery::on_child_done(Task* raw) {
     finish_rcpt(t->request, t->index, *o);
     t.reset();
     start_tasks();
-    if (server_ == nullptr && running_.empty() && base_) event_base_loopexit(base_, nullptr);
+    maybe_exit();
+}
+
+void LocalDelivery::spawn_on_worker(std::unique_ptr<Task> t) {
+    gid_t extra = 0;
+    if (!t->maildir)
+        if (auto g = spool_group(t->mailbox, t->uid)) extra = *g;
+    Worker* w = nullptr;
+    for (auto& x : workers_) {
+        if (!x->busy && x->uid == t->uid && x->gid == t->gid && x->extra_gid == extra && x->conn &&
+            x->conn->is_open()) {
+            w = x.get();
+            break;
+        }
+    }
+    if (!w) {
+        // At most `concurrency` workers: the least recently used idle one
+        // makes room (there is one: fewer deliveries than that are running).
+        if (workers_.size() >= limits_.concurrency) {
+            for (auto it = workers_.rbegin(); it != workers_.rend(); ++it) {
+                if (!(*it)->busy) {
+                    close_worker(it->get());
+                    break;
+                }
+            }
+        }
+        w = start_worker(t->uid, t->gid, extra);
+        if (!w) {
+            int e = errno;
+            return finish_rcpt(t->request, t->index, outcome_for_errno(e, "fork"));
+        }
+    }
+    auto m = job_message(make_job(*t));
+    if (!m || !w->conn->send(std::move(*m))) {
+        log::error(esc(t->request->queue_id), ": cannot hand a delivery to the worker of ",
+                   esc(t->user), ": ", m ? "send failed" : m.error().message);
+        close_worker(w);
+        return finish_rcpt(t->request, t->index,
+                           {Verdict::Deferred, "4.3.0", "delivery process failed"});
+    }
+    if (w->idle) event_del(w->idle.get());
+    workers_.splice(workers_.begin(), workers_, w->self);  // most recently used first
+    Task* raw = t.get();
+    w->busy = raw;
+    raw->worker = w;
+    running_[raw] = std::move(t);
+}
+
+LocalDelivery::Worker* LocalDelivery::start_worker(uid_t uid, gid_t gid, gid_t extra_gid) {
+    if (uid == 0 || gid == 0) {  // on_resolved refuses these already
+        errno = EPERM;
+        return nullptr;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
+    UniqueFd ours(sv[0]), theirs(sv[1]);
+    pid_t pid = fork();
+    if (pid < 0) return nullptr;
+    if (pid == 0) {
+        // The worker: its end of the channel and nothing else (not the
+        // listener, not the queue-manager's or authd's connections, no
+        // message of another user), then the recipient's uid for good.
+        (void)ours.release();  // closed below with the rest
+        close_other_fds(theirs.get(), theirs.get());
+        // It ends when the parent closes the channel, never in the middle of
+        // a write: the parent's signal handlers and the stop signals go.
+        for (int sig : {SIGTERM, SIGINT, SIGHUP}) (void)signal(sig, SIG_IGN);
+        privsep::DropSpec d;
+        d.uid = uid;
+        d.gid = gid;
+        d.keep = privsep::KeepCaps::None;
+        d.allow_root = false;
+        if (extra_gid != 0) d.supplementary_groups.push_back(extra_gid);
+        if (auto s = privsep::drop(d); !s) {
+            log::error("delivery worker: cannot become uid ", uid, ": ", s.error().message);
+            _exit(1);
+        }
+        _exit(serve_worker(theirs.get()) ? 0 : 1);
+    }
+    theirs.reset();
+    auto w = std::make_unique<Worker>();
+    w->uid = uid;
+    w->gid = gid;
+    w->extra_gid = extra_gid;
+    w->pid = pid;
+    w->owner = this;
+    Worker* raw = w.get();
+    workers_.push_front(std::move(w));
+    raw->self = workers_.begin();
+    raw->idle.reset(evtimer_new(base_, on_worker_idle_cb, raw));
+    raw->conn = std::make_unique<ipc::Connection>(
+        base_, std::move(ours), kWorkerProtocol,
+        [this, raw](ipc::Message&& m) { on_worker_message(raw, std::move(m)); },
+        [this, raw](const ipc::IpcError& e) {
+            if (e.code != ipc::IpcErrc::Eof || raw->busy)
+                log::warn("delivery worker ", raw->pid, " (uid ", raw->uid, "): ", e.text);
+            on_worker_closed(raw);
+        });
+    return raw;
+}
+
+void LocalDelivery::on_worker_message(Worker* w, ipc::Message&& m) {
+    Task* raw = w->busy;
+    if (!raw || m.name() != "report") {
+        log::error("delivery worker ", w->pid, " (uid ", w->uid, ") sent a '", m.name(),
+                   "' unasked; closing it");
+        return on_worker_closed(w);
+    }
+    std::string output(m.get_bytes("report").value_or(""));
+    w->busy = nullptr;
+    raw->worker = nullptr;
+    ++w->jobs;
+    if (w->jobs >= kWorkerMaxJobs || server_ == nullptr)
+        close_worker(w);
+    else if (w->idle)
+        event_add(w->idle.get(), &kWorkerIdle);
+    auto it = running_.find(raw);
+    if (it == running_.end()) return;
+    std::unique_ptr<Task> t = std::move(it->second);
+    running_.erase(it);
+    complete(std::move(t), output, 0);
+}
+
+void LocalDelivery::on_worker_closed(Worker* w) {
+    // A worker that died (or broke the protocol) defers only the delivery
+    // it had in hand; the queue-manager tries it again later.
+    Task* raw = w->busy;
+    close_worker(w);
+    if (!raw) return;
+    auto it = running_.find(raw);
+    if (it == running_.end()) return;
+    std::unique_ptr<Task> t = std::move(it->second);
+    running_.erase(it);
+    t->worker = nullptr;
+    complete(std::move(t), "", -1);
+}
+
+void LocalDelivery::close_worker(Worker* w) {
+    // Closing the channel ends the worker (it reads EOF between jobs).
+    // Destroying the Connection from its own callback is allowed.
+    if (w->busy) w->busy->worker = nullptr;
+    unreaped_.push_back(w->pid);
+    workers_.erase(w->self);
+    reap_workers();
+}
+
+void LocalDelivery::on_worker_idle_cb(evutil_socket_t, short, void* arg) noexcept {
+    auto* w = static_cast<Worker*>(arg);
+    LocalDelivery* self = w->owner;
+    if (!w->busy) self->close_worker(w);
+    self->reap_workers();
+}
+
+void LocalDelivery::reap_workers() {
+    std::erase_if(unreaped_, [](pid_t pid) {
+        int st = 0;
+        pid_t r;
+        while ((r = waitpid(pid, &st, WNOHANG)) < 0 && errno == EINTR) {
+        }
+        return r != 0;  // gone (or not ours any more)
+    });
+    // A closed worker exits once it has read the end of its channel.
+    static constexpr timeval kReapAgain{0, 200 * 1000};
+    if (!unreaped_.empty() && reap_timer_ && server_ != nullptr)
+        event_add(reap_timer_.get(), &kReapAgain);
 }
 
 }  // namespace pbx::local

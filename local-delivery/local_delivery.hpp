@@ -1,9 +1,13 @@
 // local-delivery's parent: serves local/local.sock (the queue-manager),
 // resolves each recipient with authd (`resolve`), and runs each target
 // (mailbox, command, file, forward; ~/.forward expansions) in a child that
-// drops to its user. Children are bounded by local_delivery_concurrency
-// (commands by half of it); the parent never blocks on one, it only waits
-// for their result pipes in the event loop.
+// drops to its user. Mailbox writes go to long-lived workers, one per
+// (uid, gid) at a time and reused for that user's next mailbox writes
+// (pool.hpp); commands, files and forwards get a one-shot child each.
+// Deliveries in progress are bounded by local_delivery_concurrency
+// (commands by half of it), and so is the number of workers; the parent
+// never blocks on a child, it only waits for their pipes and sockets in the
+// event loop.
 #pragma once
 
 #include <sys/types.h>
@@ -46,6 +50,7 @@ class LocalDelivery {
     struct Client;
     struct Request;
     struct Task;
+    struct Worker;
 
     void accept(UniqueFd fd, const ipc::PeerInfo& peer);
     void on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m);
@@ -55,8 +60,20 @@ class LocalDelivery {
     void finish_rcpt(const std::shared_ptr<Request>& r, size_t index, const Outcome& o);
     void start_tasks();
     void spawn(std::unique_ptr<Task> t);
+    Job make_job(const Task& t);
     static void on_pipe_cb(evutil_socket_t, short, void* arg) noexcept;
     void on_child_done(Task* t);
+    void complete(std::unique_ptr<Task> t, const std::string& output, int wstatus);
+    void maybe_exit();
+
+    // The worker pool (pool.hpp).
+    void spawn_on_worker(std::unique_ptr<Task> t);
+    Worker* start_worker(uid_t uid, gid_t gid, gid_t extra_gid);
+    void on_worker_message(Worker* w, ipc::Message&& m);
+    void on_worker_closed(Worker* w);
+    void close_worker(Worker* w);
+    static void on_worker_idle_cb(evutil_socket_t, short, void* arg) noexcept;
+    void reap_workers();
 
     bool auth_connect();
     void auth_closed();
@@ -85,7 +102,10 @@ class LocalDelivery {
 
     std::deque<std::unique_ptr<Task>> waiting_;
     std::map<Task*, std::unique_ptr<Task>> running_;
-    size_t running_commands_ = 0;  // Pipe tasks in running_
+    size_t running_commands_ = 0;                 // Pipe tasks in running_
+    std::list<std::unique_ptr<Worker>> workers_;  // most recently used first
+    std::vector<pid_t> unreaped_;                 // closed workers not yet waited for
+    EventPtr reap_timer_;                         // looks again while unreaped_ is not empty
     uint64_t counter_ = 0;
 };
 

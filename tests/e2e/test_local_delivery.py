@@ -7,6 +7,7 @@ import fcntl
 import os
 import pwd
 import re
+import signal
 import stat
 import tempfile
 import time
@@ -117,6 +118,39 @@ class LocalDeliveryTest(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(self.inst.mail_dir, "alice", "Maildir", "tmp")), [])
         self.inst.wait_for_log(r"QTEST\d+: to=<alice@%s>, relay=local, delay=\d+, .*status=sent "
                                r"\(delivered to maildir\)" % re.escape(D))
+
+    def test_mailbox_writes_reuse_a_dropped_worker(self):
+        parent = self.inst.wait_for_child("local-delivery")
+        vmail = pwd.getpwnam("pbx-vmail")
+        before = self.new_files("alice")
+        for _ in range(3):
+            self.assertEqual(self.deliver(["alice@" + D])[0]["status"], "sent")
+        added = self.new_files("alice") - before
+        pids = {re.search(r"P(\d+)Q", os.path.basename(p)).group(1) for p in added}
+        self.assertEqual(len(added), 3)
+        self.assertEqual(len(pids), 1, added)  # one worker wrote all three
+        worker = int(pids.pop())
+        self.assertNotEqual(worker, parent)
+        st = harness.proc_status(worker)  # idle now, waiting for the next job
+        self.assertEqual(int(st["PPid"]), parent)
+        self.assertEqual(st["Uid"].split(), [str(vmail.pw_uid)] * 4)
+        self.assertEqual(st["Gid"].split(), [str(vmail.pw_gid)] * 4)
+        self.assertEqual(st["CapEff"], "0000000000000000")
+        self.assertEqual(st["CapPrm"], "0000000000000000")
+        self.assertEqual(st["NoNewPrivs"], "1")
+        # A worker that dies costs nothing but itself: the parent reaps it
+        # (it is gone from /proc only once the parent has seen its end) and
+        # the next delivery gets a new one.
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 10 * harness._scale()
+        while harness.proc_status(worker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(harness.proc_status(worker), {})
+        before = self.new_files("alice")
+        self.assertEqual(self.deliver(["alice@" + D])[0]["status"], "sent")
+        added = self.new_files("alice") - before
+        self.assertEqual(len(added), 1)
+        self.assertNotIn("P%dQ" % worker, added.pop())
 
     def test_unknown_user(self):
         r = self.deliver(["nobody-here@" + D, "bob@" + D])

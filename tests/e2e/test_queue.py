@@ -579,6 +579,66 @@ class QueueDeliveryTest(unittest.TestCase):
             self.assertIn(b"id " + qid.encode(), data)
             self.assertTrue(data.endswith(MESSAGE), data[-200:])
 
+    def test_kill_9_of_local_delivery_during_a_burst(self):
+        # local-delivery's mailbox writes run in pooled per-user workers. A
+        # kill -9 of its parent mid-burst loses nothing: every message ends
+        # in alice's Maildir, and a copy is doubled only where a write was
+        # cut (at most one per delivery in flight, local_delivery_concurrency).
+        config = {key: "" for key, _ in harness.LISTENERS.values()}
+        config.update({"remote_delivery_enable": "no", "minimal_backoff_time": "1s",
+                       "maximal_backoff_time": "2s", "local_delivery_concurrency": "8"})
+        with Instance(config=config) as inst:
+            sock = os.path.join(inst.runtime_dir, "queue", "enqueue.sock")
+            inst.wait_for_child("queue-manager")
+            old = inst.wait_for_child("local-delivery")
+            inst.wait_for_log(r"queue-manager.*listening on", timeout=15)
+            total = 80
+            queued, errors = [], []
+
+            def burst():
+                for i in range(total):
+                    data = b"Subject: burst %d\r\n" % i + MESSAGE
+                    try:
+                        name, fields = enqueue(sock, "sender@example.net",
+                                               ["alice@example.test"], data, begin=SMTP_BEGIN)
+                        if name == "queued":
+                            queued.append((i, fields["queue_id"]))
+                        else:
+                            errors.append(fields)
+                    except Exception as e:  # nothing here should fail
+                        errors.append(repr(e))
+
+            t = threading.Thread(target=burst)
+            t.start()
+            deadline = time.monotonic() + 60 * harness._scale()
+            new_dir = os.path.join(inst.mail_dir, "alice", "Maildir", "new")
+            while time.monotonic() < deadline:
+                if os.path.isdir(new_dir) and len(os.listdir(new_dir)) >= 10:
+                    break
+                time.sleep(0.01)
+            log_mark = len(inst.log_text())
+            os.kill(old, signal.SIGKILL)
+            t.join(60)
+            self.assertEqual(errors, [])
+            self.assertEqual(len(queued), total)
+            inst.wait_for_log(r"local-delivery: pid %d died \(signal 9" % old, start=log_mark)
+            for _i, qid in queued:
+                inst.wait_for_log(qid + r": removed", timeout=60)
+            copies = {}
+            for path in inst.maildir_messages("alice"):
+                m = re.search(rb"^Subject: burst (\d+)\r?$", read(path), re.M)
+                self.assertIsNotNone(m, path)
+                copies[int(m.group(1))] = copies.get(int(m.group(1)), 0) + 1
+            self.assertEqual(sorted(copies), list(range(total)))
+            self.assertLessEqual(sum(n - 1 for n in copies.values()), 8, copies)
+            self.assertEqual(os.listdir(os.path.join(inst.spool_dir, "queue")), [])
+            # The old parent's workers are gone (they exit at the end of
+            # their channel); the new parent's answer to the next delivery.
+            name, fields = enqueue(sock, "sender@example.net", ["alice@example.test"],
+                                   b"Subject: after\r\n" + MESSAGE, begin=SMTP_BEGIN)
+            self.assertEqual(name, "queued", fields)
+            inst.wait_for_log(fields["queue_id"] + r": removed", timeout=30)
+
 
 if __name__ == "__main__":
     unittest.main()

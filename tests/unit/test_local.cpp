@@ -1,11 +1,15 @@
 // local-delivery's worker side: the pipe runner (environment, stdin, time
 // and output limits, exit codes), file deliveries, ~/.forward reading and its
-// ownership rules, and the child → parent report format. Real processes and
+// ownership rules, the child → parent report format, and the pooled
+// worker's channel (one job after another on one socketpair). Real processes and
 // temporary files; no privileges needed.
 #include <catch2/catch.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,10 +18,12 @@
 #include <sstream>
 #include <string>
 
+#include "common/ipc/channel.hpp"
 #include "common/mailbox/headers.hpp"
 #include "common/unique_fd.hpp"
 #include "local-delivery/dotforward.hpp"
 #include "local-delivery/pipe.hpp"
+#include "local-delivery/pool.hpp"
 #include "local-delivery/worker.hpp"
 
 using namespace pbx::local;
@@ -437,4 +443,137 @@ TEST_CASE("child reports: valid and invalid", "[local][report]") {
     // Every prefix of a valid report is rejected or accepted without a crash.
     std::string good = "note a\ndotforward 5\nhello";
     for (size_t n = 0; n < good.size(); ++n) CHECK_FALSE(parse_report(good.substr(0, n)));
+}
+
+namespace {
+
+size_t count_files(const std::string& dir) {
+    size_t n = 0;
+    if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d))
+            if (e->d_name[0] != '.') ++n;
+        closedir(d);
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("pool: a job survives the trip through a frame", "[local][pool]") {
+    auto msg = message_fd(kMessage);
+    Job job;
+    job.message_fd = msg.get();
+    job.sender = "s@example.net";
+    job.rcpt = "alice@example.test";
+    job.mailbox = "/var/mail/alice";
+    job.format_maildir = false;
+    job.host = "mx.example.test";
+    job.counter = 42;
+    job.dotforward = true;
+    job.user = "alice";
+    job.home = "/home/alice";
+    auto m = job_message(job);
+    REQUIRE(m);
+    REQUIRE(pbx::ipc::encode(*m));
+    pbx::UniqueFd fd;
+    auto back = job_from_message(*m, fd);
+    REQUIRE(back);
+    CHECK(fd);
+    CHECK(fd.get() != msg.get());  // a duplicate: the frame owns its own fd
+    CHECK(back->message_fd == fd.get());
+    CHECK(back->kind == JobKind::Mailbox);
+    CHECK(back->sender == job.sender);
+    CHECK(back->rcpt == job.rcpt);
+    CHECK(back->mailbox == job.mailbox);
+    CHECK_FALSE(back->format_maildir);
+    CHECK(back->host == job.host);
+    CHECK(back->counter == 42);
+    CHECK(back->dotforward);
+    CHECK(back->user == "alice");
+    CHECK(back->home == "/home/alice");
+    auto report = pbx::ipc::Message::named(kWorkerProtocol, "report");
+    report.set_bytes("report", "sent 2.0.0 x\n");
+    CHECK_FALSE(job_from_message(report, fd));
+}
+
+TEST_CASE("pool: a worker stores one job after another, then ends at EOF", "[local][pool]") {
+    TempDir d;
+    std::string md = d.path + "/Maildir";
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pbx::UniqueFd parent(sv[0]), child(sv[1]);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(parent.release());
+        _exit(serve_worker(child.get()) ? 0 : 1);
+    }
+    child.reset();
+    REQUIRE(pbx::ipc::handshake(parent.get(), kWorkerProtocol, 10s).ok());
+    for (uint64_t i = 1; i <= 3; ++i) {
+        auto msg = message_fd(kMessage);
+        Job job;
+        job.message_fd = msg.get();
+        job.sender = "s@example.net";
+        job.rcpt = "alice@example.test";
+        job.mailbox = md;  // missing at first: the worker makes it
+        job.host = "h";
+        job.counter = i;
+        auto m = job_message(job);
+        REQUIRE(m);
+        REQUIRE(pbx::ipc::send_frame(parent.get(), *m, 10s).ok());
+        auto r = pbx::ipc::recv_frame(parent.get(), kWorkerProtocol, 10s);
+        REQUIRE(r);
+        REQUIRE(r->name() == "report");
+        auto rep = parse_report(std::string(*r->get_bytes("report")));
+        REQUIRE(rep);
+        REQUIRE(rep->outcome);
+        CHECK(rep->outcome->verdict == Verdict::Sent);
+        CHECK(rep->outcome->text == "delivered to maildir");
+        CHECK(count_files(md + "/new") == i);
+    }
+    CHECK(count_files(md + "/tmp") == 0);
+    parent.reset();  // EOF between jobs: the worker ends, successfully
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+}
+
+TEST_CASE("pool: a worker that gets something other than a job ends", "[local][pool]") {
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pbx::UniqueFd parent(sv[0]), child(sv[1]);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(parent.release());
+        _exit(serve_worker(child.get()) ? 0 : 1);
+    }
+    child.reset();
+    REQUIRE(pbx::ipc::handshake(parent.get(), kWorkerProtocol, 10s).ok());
+    auto report = pbx::ipc::Message::named(kWorkerProtocol, "report");
+    report.set_bytes("report", "sent 2.0.0 x\n");
+    REQUIRE(pbx::ipc::send_frame(parent.get(), report, 10s).ok());
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 1);
+    // Garbage instead of a frame: the same.
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    parent = pbx::UniqueFd(sv[0]);
+    child = pbx::UniqueFd(sv[1]);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(parent.release());
+        _exit(serve_worker(child.get()) ? 0 : 1);
+    }
+    child.reset();
+    REQUIRE(pbx::ipc::handshake(parent.get(), kWorkerProtocol, 10s).ok());
+    std::string junk = std::string("\0\0\0\x20", 4) + std::string(32, 'x');  // no magic
+    REQUIRE(write(parent.get(), junk.data(), junk.size()) == static_cast<ssize_t>(junk.size()));
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 1);
 }

@@ -1,0 +1,63 @@
+#include "local-delivery/pool.hpp"
+
+#include <fcntl.h>
+
+#include <cerrno>
+
+#include "common/ipc/channel.hpp"
+
+namespace pbx::local {
+
+Result<ipc::Message> job_message(const Job& job) {
+    int dup = fcntl(job.message_fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return fail_errno("dup of the message fd", errno);
+    auto m = ipc::Message::named(kWorkerProtocol, "job");
+    m.add_fd("message", UniqueFd(dup));
+    m.set_str("sender", job.sender)
+        .set_str("rcpt", job.rcpt)
+        .set_str("mailbox", job.mailbox)
+        .set_u64("maildir", job.format_maildir ? 1 : 0)
+        .set_str("host", job.host)
+        .set_u64("counter", job.counter)
+        .set_u64("dotforward", job.dotforward ? 1 : 0)
+        .set_str("user", job.user)
+        .set_str("home", job.home);
+    return m;
+}
+
+std::optional<Job> job_from_message(ipc::Message& m, UniqueFd& fd) {
+    if (m.name() != "job") return std::nullopt;
+    fd = m.take_fd("message");
+    if (!fd) return std::nullopt;
+    Job job;
+    job.kind = JobKind::Mailbox;
+    job.message_fd = fd.get();
+    job.sender = std::string(*m.get_str("sender"));
+    job.rcpt = std::string(*m.get_str("rcpt"));
+    job.mailbox = std::string(*m.get_str("mailbox"));
+    job.format_maildir = *m.get_u64("maildir") != 0;
+    job.host = std::string(*m.get_str("host"));
+    job.counter = *m.get_u64("counter");
+    job.dotforward = *m.get_u64("dotforward") != 0;
+    job.user = std::string(*m.get_str("user"));
+    job.home = std::string(*m.get_str("home"));
+    return job;
+}
+
+bool serve_worker(int fd, const WorkerLimits& limits) {
+    if (!ipc::handshake(fd, kWorkerProtocol).ok()) return false;
+    for (;;) {
+        auto m = ipc::recv_frame(fd, kWorkerProtocol);
+        if (!m) return m.error().code == ipc::IpcErrc::Eof;
+        UniqueFd message;
+        auto job = job_from_message(*m, message);
+        if (!job) return false;
+        std::string report = run_job(*job, limits);
+        message.reset();
+        auto r = ipc::Message::named(kWorkerProtocol, "report");
+        r.set_bytes("report", report);
+        if (!ipc::send_frame(fd, r).ok()) return false;
+    }
+}
+
+}  // namespace pbx::local
