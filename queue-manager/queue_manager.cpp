@@ -75,6 +75,10 @@ Settings Settings::from_config(const config::Config& cfg) {
     s.scheduler.policy = RetryPolicy::from_config(cfg);
     s.scheduler.local_domains = s.policy.domains;
     s.scheduler.local_domains.push_back(s.policy.myhostname);
+    // A disabled agent does not come back before a reload, which restarts
+    // the queue-manager too: its mail waits without being offered to it.
+    if (!cfg.boolean("local_delivery_enable")) s.scheduler.disabled_routes.insert(Route::Local);
+    if (!cfg.boolean("remote_delivery_enable")) s.scheduler.disabled_routes.insert(Route::Remote);
     s.scheduler.notices.delay_warning = cfg.duration("delay_warning_time");
     s.scheduler.notices.lifetime = s.scheduler.policy.maximal_lifetime;
     s.scheduler.notices.postmaster = cfg.str("bounce_notice_recipient");

@@ -94,6 +94,20 @@ void Scheduler::dispatch(Entry& e, Seconds now) {
     for (auto& [route, indexes] : by_route) {
         Entry* cur = store_.find(id);
         if (!cur) return;
+        if (config_.disabled_routes.count(route)) {
+            std::string why =
+                std::string(to_string(route)) + " delivery is disabled in the configuration";
+            // `queue list` shows it; one log line per message would cost more
+            // than the message itself where mail is only accepted (benchmarks).
+            if (cur->note.empty()) {
+                log::debug(id.str(), ": ", why, "; the mail stays queued");
+                cur->note = std::move(why);
+            }
+            // Not later than another route of the message asked for.
+            Seconds later = now + config_.agent_retry;
+            if (cur->in_delivery == 0 && (cur->due <= now || cur->due > later)) cur->due = later;
+            continue;
+        }
         UniqueFd fd(::open(msg_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd) {
             log::error(id.str(), ": cannot open ", msg_path, ": ", std::strerror(errno));

@@ -6,7 +6,9 @@
 // come (or the message was flushed). A message whose agent is unavailable
 // keeps its recipients untouched (no attempt counted: mail stays queued until
 // the agents exist) and is looked at again after as long as that agent has
-// been unavailable (at least 1 s, at most `agent_retry`). An agent
+// been unavailable (at least 1 s, at most `agent_retry`); one that the
+// configuration disables is not asked at all (looked at every
+// `agent_retry`, the mail staying queued). An agent
 // that is merely starting (the master starts the delivery agents alongside
 // the queue-manager) is thus picked up at once, and one that stays down is
 // not polled in a tight loop.
@@ -25,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,7 @@ struct SchedulerConfig {
     RetryPolicy policy;
     std::vector<std::string> local_domains;  // `domains` plus myhostname
     std::chrono::seconds agent_retry{60};    // re-check an unavailable agent
+    std::set<Route> disabled_routes;         // agents switched off in the config
     NoticeConfig notices;
 };
 

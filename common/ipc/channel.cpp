@@ -178,10 +178,24 @@ Result<UniqueFd> listen_unix(std::string_view path, mode_t mode, int backlog) {
     }
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return fail_errno("socket");
-    if (do_bind(fd.get(), *sa) != 0) return fail_errno("bind " + p);
+    // The socket appears under its name only once it listens: it is bound
+    // and set up under "<path>~" and renamed into place, so a client that
+    // sees the name never meets the ECONNREFUSED of a bound socket that
+    // does not listen yet. (Where "<path>~" would not fit sun_path, the
+    // socket is bound under its name directly.)
+    const std::string tmp = p + "~";
+    auto tmp_sa = make_addr(tmp);
+    const std::string& bound = tmp_sa.ok() ? tmp : p;
+    if (tmp_sa.ok()) ::unlink(tmp.c_str());  // a leftover of a crash right here
+    if (do_bind(fd.get(), tmp_sa.ok() ? *tmp_sa : *sa) != 0) return fail_errno("bind " + bound);
     // The channel directory's mode is the first gate; the socket's is the second.
-    if (::chmod(p.c_str(), mode) != 0) return fail_errno("chmod " + p);
-    if (::listen(fd.get(), backlog) != 0) return fail_errno("listen " + p);
+    Status s = ::chmod(bound.c_str(), mode) == 0 ? Status{} : fail_errno("chmod " + bound);
+    if (s && ::listen(fd.get(), backlog) != 0) s = fail_errno("listen " + bound);
+    if (s && tmp_sa.ok() && ::rename(tmp.c_str(), p.c_str()) != 0) s = fail_errno("rename " + tmp);
+    if (!s) {
+        ::unlink(bound.c_str());
+        return Err<Error>{s.error()};
+    }
     return fd;
 }
 

@@ -374,11 +374,15 @@ class QueueTest(unittest.TestCase):
         self.assertEqual(self.inst.tool("queue", "delete", a).returncode, 1)
         self.assertEqual(self.inst.tool("queue", "bogus").returncode, 2)
 
-    def test_mail_waits_for_absent_agents(self):
+    def test_mail_waits_for_disabled_agents(self):
+        # local_delivery_enable = no: the mail stays queued, never offered to
+        # an agent (test_local_delivery_through_the_agent: one that is only
+        # starting is asked again within a second).
         qid = self.queued(enqueue(self.sock, "a@example.net", ["bob@example.test"], MESSAGE))
-        self.inst.wait_for_log(qid + r": local delivery postponed: local-delivery is not running")
+        self.inst.wait_for_log(qid + r": local delivery is disabled in the configuration; "
+                               r"the mail stays queued")
         r = self.inst.tool("queue", "list")
-        self.assertIn("(local-delivery is not running", r.stdout)
+        self.assertIn("(local delivery is disabled in the configuration", r.stdout)
         env = envelope(self.path("queue", qid + ".env"))
         self.assertIn("attempts=0", env["rcpt"][0])
 

@@ -127,6 +127,34 @@ TEST_CASE("scheduler: an unavailable agent changes nothing on disk", "[queue][sc
     CHECK(f.store.find(id)->due == f.now + std::chrono::seconds{1});
 }
 
+TEST_CASE("scheduler: an agent disabled in the config is not asked", "[queue][scheduler]") {
+    Fixture f;
+    SchedulerConfig c = Fixture::config();
+    c.disabled_routes = {Route::Remote};
+    Scheduler sched{f.store, f.agents, c, [&f] { return f.now; }};
+    auto id = f.add();
+    f.agents.local = {true, "local-delivery is not running", {}};
+    (void)sched.run();
+    REQUIRE(f.agents.requests.size() == 1);  // the local recipient only
+    CHECK(f.agents.requests[0].route == Route::Local);
+    Entry* e = f.store.find(id);
+    REQUIRE(e);
+    CHECK(e->due == f.now + std::chrono::seconds{1});  // local: soon again
+    CHECK(e->note.find("local-delivery") != std::string::npos);
+    // With local delivery up and done, the remote recipient waits a minute.
+    f.agents.local = {};
+    f.agents.local_result = {0, Outcome::Delivered, "250 2.0.0 ok", "local"};
+    f.agents.requests.clear();
+    f.now += std::chrono::seconds{1};
+    (void)sched.run();
+    REQUIRE(f.agents.requests.size() == 1);
+    CHECK(f.agents.requests[0].route == Route::Local);
+    e = f.store.find(id);
+    REQUIRE(e);
+    CHECK(e->due == f.now + std::chrono::seconds{60});
+    CHECK(f.on_disk(id).recipients[1].attempts == 0);
+}
+
 TEST_CASE("scheduler: deferred, then delivered, then removed", "[queue][scheduler]") {
     Fixture f;
     auto id = f.add();
