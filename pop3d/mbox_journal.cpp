@@ -29,18 +29,6 @@ std::string sha256_hex(std::string_view data) {
     return s;
 }
 
-Status pwrite_all(int fd, std::string_view data, uint64_t offset) {
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n =
-            ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return fail_errno("write");
-        done += static_cast<size_t>(n);
-    }
-    return {};
-}
-
 // Exactly `size` bytes at `offset` (fewer only at the end of the file).
 Result<std::string> pread_some(int fd, uint64_t offset, uint64_t size) {
     std::string out(static_cast<size_t>(size), '\0');
@@ -144,6 +132,18 @@ Status apply(int fd, const Header& h, std::string_view data) {
 }
 
 }  // namespace
+
+Status pwrite_all(int fd, std::string_view data, uint64_t offset) {
+    size_t done = 0;
+    while (done < data.size()) {
+        ssize_t n =
+            ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail_errno("write");
+        done += static_cast<size_t>(n);
+    }
+    return {};
+}
 
 Status mbox_write_journal(int fd, const std::string& journal_path, const MboxRewrite& rw) {
     if (journal_path.empty()) return fail("no directory for the rewrite journal ($HOME unset)");

@@ -30,10 +30,14 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/result.hpp"
 
 namespace pbx::pop3 {
+
+// All of `data` at `offset` (pwrite, EINTR and short writes handled).
+Status pwrite_all(int fd, std::string_view data, uint64_t offset);
 
 struct MboxRewrite {
     uint64_t offset = 0;    // X

@@ -34,18 +34,6 @@ std::string sha_hex(std::string_view a, std::string_view b) {
     return s;
 }
 
-Status write_all(int fd, std::string_view data, off_t offset) {
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n =
-            ::pwrite(fd, data.data() + done, data.size() - done, offset + static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return fail_errno("write");
-        done += static_cast<size_t>(n);
-    }
-    return {};
-}
-
 Result<std::string> read_fd(int fd) {
     std::string out;
     char buf[65536];
@@ -250,7 +238,7 @@ Status MboxStore::commit_rename(const std::vector<bool>& deleted, const std::str
     }
     (void)covered;
     text += tail;
-    Status s = write_all(out.get(), text, 0);
+    Status s = pwrite_all(out.get(), text, 0);
     if (s && ::fchmod(out.get(), st.st_mode & 07777) != 0) s = fail_errno("fchmod " + tmp);
     if (s && ::fsync(out.get()) != 0) s = fail_errno("fsync " + tmp);
     if (s && ::rename(tmp.c_str(), path_.c_str()) != 0) s = fail_errno("rename " + tmp);
