@@ -27,12 +27,6 @@ namespace amsgs = ipc::auth;
 
 // A queue-manager connection. Requests hold a weak reference: a client that
 // goes away loses its answers (the queue-manager then defers the recipients).
-struct LocalDelivery::Client {
-    std::unique_ptr<ipc::Connection> conn;
-    ipc::PeerInfo peer;
-    std::list<std::shared_ptr<Client>>::iterator self;
-};
-
 struct LocalDelivery::Request {
     std::weak_ptr<Client> client;
     uint64_t id = 0;
@@ -171,9 +165,15 @@ Status LocalDelivery::post_drop(ServiceContext& ctx) {
             static_cast<LocalDelivery*>(arg)->reap_workers();
         },
         this));
-    server_ = std::make_unique<ipc::Server>(
-        base_, std::move(listen_fd_), ipc::Channel::Local, std::move(*peers_),
-        [this](UniqueFd client, const ipc::PeerInfo& who) { accept(std::move(client), who); });
+    clients_.emplace(base_, dmsgs::kProtocol, limits_.max_clients,
+                     [this](const std::shared_ptr<Client>& c, ipc::Message&& m) {
+                         on_deliver(c, std::move(m));
+                     });
+    server_ = std::make_unique<ipc::Server>(base_, std::move(listen_fd_), ipc::Channel::Local,
+                                            std::move(*peers_),
+                                            [this](UniqueFd client, const ipc::PeerInfo& who) {
+                                                clients_->accept(std::move(client), who);
+                                            });
     log::info("listening on ", ctx.runtime_path(ipc::kLocalSocket), ", ", limits_.concurrency,
               " deliveries at once");
     return {};
@@ -198,33 +198,11 @@ void LocalDelivery::maybe_exit() {
     event_base_loopexit(base_, nullptr);
 }
 
-void LocalDelivery::accept(UniqueFd fd, const ipc::PeerInfo& peer) {
-    if (clients_.size() >= limits_.max_clients) {
-        log::warn("refusing a connection from ", ipc::to_string(peer.program), " (uid ", peer.uid,
-                  "): too many clients");
-        return;
-    }
-    auto c = std::make_shared<Client>();
-    c->peer = peer;
-    clients_.push_front(c);
-    c->self = clients_.begin();
-    Client* raw = c.get();
-    c->conn = std::make_unique<ipc::Connection>(
-        base_, std::move(fd), dmsgs::kProtocol,
-        [this, raw](ipc::Message&& m) { on_deliver(*raw->self, std::move(m)); },
-        [this, raw](const ipc::IpcError& e) {
-            if (e.code != ipc::IpcErrc::Eof && e.code != ipc::IpcErrc::Done)
-                log::warn("client ", ipc::to_string(raw->peer.program), " (uid ", raw->peer.uid,
-                          "): ", e.text);
-            clients_.erase(raw->self);  // destroys the Connection: allowed here
-        });
-}
-
 void LocalDelivery::on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m) {
     if (m.name() != "deliver") {
         log::warn("client ", ipc::to_string(c->peer.program), " sent a '", m.name(),
                   "', which is not a request; closing");
-        clients_.erase(c->self);
+        clients_->drop(c);
         return;
     }
     auto r = std::make_shared<Request>();

@@ -23,6 +23,7 @@
 
 #include "common/auth/resolve.hpp"
 #include "common/ipc/channel.hpp"
+#include "common/ipc/client_set.hpp"
 #include "common/privsep/service.hpp"
 #include "local-delivery/worker.hpp"
 
@@ -47,12 +48,11 @@ class LocalDelivery {
     void on_stop(ServiceContext& ctx);
 
   private:
-    struct Client;
+    using Client = ipc::ClientSet::Client;
     struct Request;
     struct Task;
     struct Worker;
 
-    void accept(UniqueFd fd, const ipc::PeerInfo& peer);
     void on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m);
     void resolve_rcpt(const std::shared_ptr<Request>& r, size_t index);
     void on_resolved(const std::shared_ptr<Request>& r, size_t index, const ipc::Message* reply);
@@ -89,7 +89,7 @@ class LocalDelivery {
     std::optional<ipc::PeerTable> peers_;
     UniqueFd listen_fd_;
     std::unique_ptr<ipc::Server> server_;
-    std::list<std::shared_ptr<Client>> clients_;
+    std::optional<ipc::ClientSet> clients_;  // made in start(), with base_
     size_t requests_ = 0;
 
     std::unique_ptr<ipc::Connection> auth_;

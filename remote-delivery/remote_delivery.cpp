@@ -124,12 +124,6 @@ Result<EngineConfig> engine_config(const config::Config& cfg) {
     return c;
 }
 
-struct RemoteDelivery::Client {
-    std::unique_ptr<ipc::Connection> conn;
-    ipc::PeerInfo peer;
-    std::list<std::shared_ptr<Client>>::iterator self;
-};
-
 struct RemoteDelivery::Request {
     std::weak_ptr<Client> client;
     uint64_t id = 0;
@@ -174,9 +168,15 @@ Status RemoteDelivery::post_drop(ServiceContext& ctx) {
     base_ = ctx.base.get();
     if (auto s = resolver_->attach(base_); !s) return s;
     engine_ = std::make_unique<Engine>(base_, *config_, *resolver_, &*tls_);
-    server_ = std::make_unique<ipc::Server>(
-        base_, std::move(listen_fd_), ipc::Channel::Remote, std::move(*peers_),
-        [this](UniqueFd client, const ipc::PeerInfo& who) { accept(std::move(client), who); });
+    clients_.emplace(base_, dm::kProtocol, 16,
+                     [this](const std::shared_ptr<Client>& c, ipc::Message&& m) {
+                         on_deliver(c, std::move(m));
+                     });
+    server_ = std::make_unique<ipc::Server>(base_, std::move(listen_fd_), ipc::Channel::Remote,
+                                            std::move(*peers_),
+                                            [this](UniqueFd client, const ipc::PeerInfo& who) {
+                                                clients_->accept(std::move(client), who);
+                                            });
     const EngineConfig& c = *config_;
     log::info("listening on ", ctx.runtime_path(ipc::kRemoteSocket), "; ",
               c.relayhost ? "relay host " + c.relayhost->key() : std::string("delivery by MX"),
@@ -188,7 +188,7 @@ Status RemoteDelivery::post_drop(ServiceContext& ctx) {
 
 void RemoteDelivery::on_stop(ServiceContext&) {
     server_.reset();
-    clients_.clear();
+    if (clients_) clients_->clear();
     // Connections in the middle of a transaction may finish for a moment;
     // then we go regardless (unanswered recipients stay queued).
     grace_.reset(evtimer_new(base_, on_grace, this));
@@ -220,32 +220,11 @@ void RemoteDelivery::shutdown_soon() {
         this, &now);
 }
 
-void RemoteDelivery::accept(UniqueFd fd, const ipc::PeerInfo& peer) {
-    if (clients_.size() >= 16) {
-        log::warn("refusing a connection from ", ipc::to_string(peer.program),
-                  ": too many clients");
-        return;
-    }
-    auto c = std::make_shared<Client>();
-    c->peer = peer;
-    clients_.push_front(c);
-    c->self = clients_.begin();
-    Client* raw = c.get();
-    c->conn = std::make_unique<ipc::Connection>(
-        base_, std::move(fd), dm::kProtocol,
-        [this, raw](ipc::Message&& m) { on_deliver(*raw->self, std::move(m)); },
-        [this, raw](const ipc::IpcError& e) {
-            if (e.code != ipc::IpcErrc::Eof && e.code != ipc::IpcErrc::Done)
-                log::warn("client ", ipc::to_string(raw->peer.program), ": ", e.text);
-            clients_.erase(raw->self);
-        });
-}
-
 void RemoteDelivery::on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m) {
     if (m.name() != "deliver") {
         log::warn("client ", ipc::to_string(c->peer.program), " sent a '", m.name(),
                   "', which is not a request; closing");
-        clients_.erase(c->self);
+        clients_->drop(c);
         return;
     }
     auto r = std::make_shared<Request>();

@@ -11,6 +11,7 @@
 
 #include "common/event/tls.hpp"
 #include "common/ipc/channel.hpp"
+#include "common/ipc/client_set.hpp"
 #include "common/privsep/service.hpp"
 #include "remote-delivery/engine.hpp"
 #include "remote-delivery/resolver.hpp"
@@ -33,10 +34,9 @@ class RemoteDelivery {
     void on_stop(ServiceContext& ctx);
 
   private:
-    struct Client;
+    using Client = ipc::ClientSet::Client;
     struct Request;
 
-    void accept(UniqueFd fd, const ipc::PeerInfo& peer);
     void on_deliver(const std::shared_ptr<Client>& c, ipc::Message&& m);
     void answer(const std::shared_ptr<Request>& r, size_t index, const Outcome& o);
     void shutdown_soon();
@@ -46,7 +46,7 @@ class RemoteDelivery {
     std::optional<ipc::PeerTable> peers_;
     UniqueFd listen_fd_;
     std::unique_ptr<ipc::Server> server_;
-    std::list<std::shared_ptr<Client>> clients_;
+    std::optional<ipc::ClientSet> clients_;  // made in start(), with base_
     std::optional<event::TlsContext> tls_;
     std::optional<EngineConfig> config_;
     // Declared before the engine: destroyed after it.
