@@ -15,20 +15,30 @@ passwords. CLIENTS clients (one user each) loop for SECONDS over
     SEARCH UNSEEN, SEARCH SUBJECT, APPEND (one new message),
     UID STORE +FLAGS.SILENT (\\Deleted) of that message, EXPUNGE, LOGOUT
 
-so the folder keeps N messages. Reported per side: commands/s, errors, and
-CPU time per command of the server's processes (utime+stime from
-/proc/PID/stat, reaped children included): the login process and the
-sessions, and the whole server tree (with authd / Dovecot's auth, anvil,
-log, ...). CPU per command hardly depends on the load of the machine;
-commands/s does (the client runs on the same cores).
+so the folder keeps N messages. The clients are bench/imap_load.cpp (built
+here with g++ -O2, one thread per client, blocking sockets, prebuilt
+commands, responses parsed only to the tagged line): the same program for
+both servers, at about 50 us of CPU per command, so on 2 cores the ratio
+measures the servers. Any tagged reply other than OK and any failed check
+is an error; the run exits 1 if there was one (the target needs 0).
+
+Reported per side: commands/s, errors, the client's CPU time, and the CPU
+time per command of the server's processes by process name: live ones
+from /proc/PID/stat (utime+stime before and after), exited ones (sessions,
+Dovecot's per-connection imap-login) from the kernel's taskstats
+(bench/taskstats.py, microseconds per process). CPU per command hardly
+depends on the load of the machine; commands/s does.
 Environment: N (1000 messages per folder), CLIENTS (10), SECONDS (30),
-RUNS (1; sides alternate), SIDES (pillarbox,dovecot), PBX_BUILD_DIR, KEEP=1.
+RUNS (1; sides alternate), SIDES (pillarbox,dovecot), PBX_BUILD_DIR, KEEP=1,
+CLIENT (cpp: bench/imap_load.cpp built with g++ -O2; python: the old
+threaded client), PROFILE=1 (then syscalls per loop under strace -f).
 """
 
 import os
 import pwd
 import random
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -41,13 +51,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
+import taskstats  # noqa: E402
 from imap_fetch import make_messages  # noqa: E402
 
 PASSWORD = "pw"
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-# ---- a small IMAP client (literals handled; no imaplib, to keep the client cheap)
+# ---- the old Python client (CLIENT=python; literals handled)
 
 class ImapError(Exception):
     pass
@@ -212,24 +223,6 @@ def tree(table, root):
     return out
 
 
-def cpu_snapshot(root, session_comms):
-    """(ticks of the whole tree incl. reaped, ticks of login+session processes).
-
-    Reaped processes are counted through their parents' cutime/cstime; the
-    login and session processes are the only ones that come and go, so the
-    reaped part is theirs."""
-    t = proc_table()
-    total = 0
-    ls = 0
-    for pid in tree(t, root):
-        _ppid, comm, own, reaped = t[pid]
-        total += own + reaped
-        ls += reaped
-        if comm in session_comms:
-            ls += own
-    return total, ls
-
-
 def rss_of(pid, key):
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
@@ -348,8 +341,10 @@ class Servers:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
-def load(port, users, n, seconds):
-    """Runs the mix with one client thread per user; (commands, loops, errors, elapsed)."""
+def load_python(port, users, n, seconds):
+    """The old client: one Python thread per user (CLIENT=python). It takes
+    about as much CPU as both servers, so on 2 cores it measures itself.
+    Returns (commands, loops, errors, elapsed, client CPU seconds)."""
     stop_at = time.monotonic() + seconds
     stats = {"cmds": 0, "loops": 0, "errors": []}
     lock = threading.Lock()
@@ -369,12 +364,108 @@ def load(port, users, n, seconds):
                 time.sleep(0.1)
 
     threads = [threading.Thread(target=run, args=(u, i)) for i, u in enumerate(users)]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    return stats["cmds"], stats["loops"], stats["errors"], time.monotonic() - t0
+    el = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return stats["cmds"], stats["loops"], stats["errors"], el, cpu
+
+
+def build_client(work):
+    """bench/imap_load.cpp, the lean client, built with g++ -O2 (not meson)."""
+    exe = os.path.join(work, "imap_load")
+    subprocess.run(["g++", "-O2", "-std=c++20", "-pthread", "-o", exe,
+                    os.path.join(HERE, "imap_load.cpp")], check=True)
+    return exe
+
+
+def load_cpp(exe, port, users, n, seconds, warmup=False):
+    """Runs imap_load; (commands, loops, errors, elapsed, client CPU seconds)."""
+    cmd = [exe, str(port), str(seconds), str(n)] + users + (["-w"] if warmup else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    f = p.stdout.split()
+    v = dict(zip(f[0::2], f[1::2]))
+    errors = [x[len("error: "):] for x in p.stderr.splitlines() if x.startswith("error: ")]
+    nerr = int(v["errors"])
+    errors += ["(more errors)"] * (nerr - len(errors))
+    return int(v["cmds"]), int(v["loops"]), errors, float(v["elapsed"]), float(v["cpu"])
+
+
+def own_cpu(pids):
+    """{pid: (comm, own CPU seconds)} of live processes (utime+stime)."""
+    t = proc_table()
+    return {p: (t[p][1], t[p][2] / CLK) for p in pids if p in t}
+
+
+def measure(root, run):
+    """CPU seconds per process name of the tree under root while run() runs:
+    live processes from /proc (own utime+stime, before and after), exited
+    ones from taskstats (the whole life of each, microseconds). Returns
+    (run()'s result, {comm: CPU seconds}, taskstats lost records)."""
+    before = own_cpu(tree(proc_table(), root))
+    known = set(before)
+    ex = taskstats.ExitRecorder()
+    try:
+        result = run()
+        time.sleep(0.5)  # the last sessions exit
+    finally:
+        recs = ex.stop()
+    after = own_cpu(tree(proc_table(), root))
+    by = {}
+    for pid, (comm, c) in after.items():
+        by[comm] = by.get(comm, 0.0) + c - (before[pid][1] if pid in before else 0.0)
+    mine = set(known) | set(after)
+    grew = True
+    counted = set()
+    while grew:  # exited children of exited children too
+        grew = False
+        for pid, ppid, comm, c in recs:
+            if ppid in mine and pid not in counted and pid not in after:
+                counted.add(pid)
+                mine.add(pid)
+                by[comm] = by.get(comm, 0.0) + c - (before[pid][1] if pid in before else 0.0)
+                grew = True
+    return result, by, ex.lost
+
+
+def strace_profile(exe, name, port, root, users, n, loops):
+    """Syscalls per loop of the whole server tree under strace -f -c
+    (PROFILE=1; after the timed runs): one -w pass per user, `loops` times.
+    Prints the calls per loop of the commonest syscalls and fsyncs."""
+    out = os.path.join(tempfile.mkdtemp(dir="/tmp"), "strace")
+    args = ["strace", "-f", "-c", "-o", out]
+    for pid in tree(proc_table(), root):
+        args += ["-p", str(pid)]
+    st = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached
+    total = 0
+    for _ in range(loops):
+        _c, lp, errs, _e, _cpu = load_cpp(exe, port, users, n, 0, warmup=True)
+        total += lp
+        if errs:
+            print("   error under strace:", errs[0])
+    time.sleep(0.5)
+    st.send_signal(2)
+    st.wait(30)
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            x = line.split()
+            if len(x) >= 5 and x[-1].isidentifier() and x[-1] != "syscall" and x[3].isdigit():
+                calls[x[-1]] = int(x[3])
+    allc = sum(calls.values())
+    print("%-9s under strace -f: %d loops of 12 commands, %.0f syscalls per loop (%.1f per "
+          "command); fsync %.2f, fdatasync %.2f per loop" %
+          (name, total, allc / total, allc / total / 12, calls.get("fsync", 0) / total,
+           calls.get("fdatasync", 0) / total))
+    print("          per loop: " + ", ".join(
+        "%s %.1f" % (k, v / total) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:25]))
+    shutil.rmtree(os.path.dirname(out), ignore_errors=True)
 
 
 def main():
@@ -384,45 +475,70 @@ def main():
     clients = int(os.environ.get("CLIENTS", "10"))
     seconds = float(os.environ.get("SECONDS", "30"))
     runs = int(os.environ.get("RUNS", "1"))
+    client = os.environ.get("CLIENT", "cpp")
     users = ["u%d" % i for i in range(clients)]
     srv = Servers(users, n)
     try:
+        exe = build_client(srv.work) if client == "cpp" else None
         sides = srv.start()
         only = os.environ.get("SIDES")  # e.g. SIDES=pillarbox for profiling one side
         if only:
             sides = [s for s in sides if s[0] in only.split(",")]
         # Warm-up: one loop per user, so both have their indexes (not timed).
         for name, port, _root, _l, _s in sides:
-            for u in users:
-                one_loop(port, u, n, random.Random(0), [10 ** 6, threading.Lock()])
+            if exe:
+                _c, _l, errs, _e, _cpu = load_cpp(exe, port, users, n, 0, warmup=True)
+                if errs:
+                    sys.exit("%s warm-up: %s" % (name, errs[0]))
+            else:
+                for u in users:
+                    one_loop(port, u, n, random.Random(0), [10 ** 6, threading.Lock()])
+        with open("/proc/loadavg") as f:
+            load_before = " ".join(f.read().split()[:3])
         res = {}
         for r in range(runs):
             for name, port, root, login, sess in (sides if r % 2 == 0 else sides[::-1]):
-                c0 = cpu_snapshot(root, (login, sess))
-                cmds, loops, errors, el = load(port, users, n, seconds)
-                c1 = cpu_snapshot(root, (login, sess))
-                res.setdefault(name, []).append(
-                    (cmds, loops, errors, el, c1[0] - c0[0], c1[1] - c0[1]))
+                if exe:
+                    go = lambda: load_cpp(exe, port, users, n, seconds)  # noqa: E731
+                else:
+                    go = lambda: load_python(port, users, n, seconds)  # noqa: E731
+                (cmds, loops, errors, el, ccpu), by, lost = measure(root, go)
+                total = sum(by.values())
+                ls = sum(v for k, v in by.items() if k in (login, sess))
+                res.setdefault(name, []).append((cmds, loops, errors, el, total, ls, ccpu, by))
                 print("%-9s run %d: %d commands in %.1f s (%.0f/s), %d loops, %d errors; "
-                      "CPU login+session %.2f s, whole server %.2f s" %
-                      (name, r + 1, cmds, el, cmds / el, loops, len(errors),
-                       (c1[1] - c0[1]) / CLK, (c1[0] - c0[0]) / CLK), flush=True)
+                      "CPU client %.2f s, login+session %.2f s, whole server %.2f s%s" %
+                      (name, r + 1, cmds, el, cmds / el, loops, len(errors), ccpu, ls, total,
+                       " (taskstats lost records!)" if lost else ""), flush=True)
+                print("          CPU s by process: " + ", ".join(
+                    "%s %.2f" % kv for kv in sorted(by.items(), key=lambda kv: -kv[1])
+                    if kv[1] >= 0.005))
                 for e in errors[:5]:
                     print("   error:", e)
         with open("/proc/loadavg") as f:
-            loadavg = " ".join(f.read().split()[:3])
+            load_after = " ".join(f.read().split()[:3])
         agg = {}
         for name, rows in res.items():
             cmds = sum(x[0] for x in rows)
             el = sum(x[3] for x in rows)
+            by = {}
+            for x in rows:
+                for k, v in x[7].items():
+                    by[k] = by.get(k, 0.0) + v
             agg[name] = {"rate": cmds / el, "errors": sum(len(x[2]) for x in rows),
-                         "ls_us": 1e6 * sum(x[5] for x in rows) / CLK / max(1, cmds),
-                         "all_us": 1e6 * sum(x[4] for x in rows) / CLK / max(1, cmds)}
+                         "ls_us": 1e6 * sum(x[5] for x in rows) / max(1, cmds),
+                         "all_us": 1e6 * sum(x[4] for x in rows) / max(1, cmds),
+                         "client_us": 1e6 * sum(x[6] for x in rows) / max(1, cmds),
+                         "by": {k: 1e6 * v / max(1, cmds) for k, v in by.items()}}
+        if os.environ.get("PROFILE") == "1" and exe:
+            for name, port, root, _l, _s in sides:
+                strace_profile(exe, name, port, root, users, n, 3)
         if len(agg) < 2:
             return
         p, d = agg["pillarbox"], agg["dovecot"]
-        print("IMAP mixed load: %d clients, %d s, %d messages per folder; nproc %d; load %s"
-              % (clients, seconds, n, os.cpu_count(), loadavg))
+        print("IMAP mixed load: %d clients (%s client), %d s, %d messages per folder; "
+              "nproc %d; load %s before, %s after"
+              % (clients, client, seconds, n, os.cpu_count(), load_before, load_after))
         print("%-36s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
         print("%-36s %12.0f %12.0f %7.2fx" % ("commands/s", p["rate"], d["rate"],
                                              p["rate"] / d["rate"]))
@@ -431,7 +547,16 @@ def main():
                                              d["ls_us"], d["ls_us"] / p["ls_us"]))
         print("%-36s %12.0f %12.0f %7.2fx" % ("CPU us/command, whole server", p["all_us"],
                                              d["all_us"], d["all_us"] / p["all_us"]))
+        print("%-36s %12.0f %12.0f" % ("CPU us/command, the client", p["client_us"],
+                                       d["client_us"]))
+        for name in ("pillarbox", "dovecot"):
+            print("  %s CPU us/command by process: %s" % (name, ", ".join(
+                "%s %.0f" % kv for kv in sorted(agg[name]["by"].items(), key=lambda kv: -kv[1])
+                if kv[1] >= 0.5)))
         print("(ratios > 1 favour pillarbox: its rate / dovecot's, dovecot's CPU / its CPU)")
+        if p["errors"] or d["errors"]:
+            print("ERRORS: the target needs 0 errors")
+            sys.exit(1)
     finally:
         srv.stop()
 
