@@ -7,7 +7,11 @@ side by side in one run (bench/README.md's rules: ratios in the same run).
 Both serve the same ~4 KB messages (hard links to the same files) from
 Maildirs of the same shape, one per user, owned by pbx-vmail; both on
 127.0.0.1 without TLS (loopback counts as secure for both), passwords with
-sha512-crypt. Measured with poplib:
+sha512-crypt. Measured with a lean raw-socket client (CLIENT=raw, the
+default: one command at a time, no pipelining, every RETR answer compared
+byte for byte with the message's CRLF dot-stuffed form; its CPU per RETR
+is printed as "client") or with Python's poplib (CLIENT=poplib, which
+reads line by line and costs more CPU per RETR than either server):
   - one session: USER/PASS, RETR 1..N, QUIT; "cold" is the very first
     session on a fresh Maildir (Pillarbox: no size cache; Dovecot: no
     index), "warm" the median of RUNS later sessions;
@@ -19,8 +23,13 @@ sha512-crypt. Measured with poplib:
   - CPU per RETR: schedstat run time of the session process (while open)
     and of the login processes, and utime+stime of the whole server tree
     (the master, everything below it, and the children they reaped).
-Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), PBX_BUILD_DIR,
-SMAPS=1 (also print the resident KiB of each process's largest mappings).
+Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), CLIENT (raw), W (1: the
+message names carry ",S=<size>,W=<CRLF size>" as Dovecot's and Pillarbox's
+delivery agents write them; 0: ",S=" only, so a cold open reads every
+message on both servers), PBX_BUILD_DIR,
+SMAPS=1 (also print the resident KiB of each process's largest mappings),
+STRACE=1 (also one warm session of each server under strace -f: system
+calls per RETR of each of its processes).
 """
 
 import os
@@ -54,13 +63,20 @@ def make_messages(src_dir, vmail):
                 b"Message-ID: <%d@bench.example>\n\n" % (i, i))
         body = (line * (SIZE // len(line) + 1))[:SIZE - len(head)]
         data = head + body
+        # Named as both delivery agents name them (Dovecot's LDA and, since
+        # W= was added, local-delivery): S= the file's size, W= its size with
+        # CRLF line ends, which both POP3 servers take instead of reading
+        # the message on a cold open. W=0 for the names with S= only.
         name = "%d.M%dP1Q%d.bench,S=%d" % (1700000000 + i, i, i, len(data))
+        if os.environ.get("W", "1") == "1":
+            name += ",W=%d" % (len(data) + data.count(b"\n") - data.count(b"\r\n"))
         path = os.path.join(src_dir, name)
         with open(path, "wb") as f:
             f.write(data)
         os.chown(path, vmail.pw_uid, vmail.pw_gid)
         os.chmod(path, 0o600)
         names.append(name)
+        EXPECTED.append(wire_form(data))
     return names
 
 
@@ -73,18 +89,114 @@ def fill_maildir(maildir, src_dir, names, vmail):
         os.link(os.path.join(src_dir, n), os.path.join(maildir, "new", n))
 
 
-def session(port, user, hold=None):
-    p = poplib.POP3("127.0.0.1", port, timeout=120)
-    p.user(user)
-    p.pass_(PASSWORD)
-    count, _ = p.stat()
-    assert count == N, (user, count)
+def wire_form(data):
+    """What RETR must send for a stored message after its "+OK" line: CRLF
+    line ends, dot-stuffed, then ".\r\n" (RFC 1939)."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n"
+                   for l in (x[:-1] if x.endswith(b"\r") else x for x in lines))
+    return out + b".\r\n"
+
+
+EXPECTED = []      # wire_form of message i+1, for the byte-exactness check
+CLIENT = os.environ.get("CLIENT", "raw")
+CLIENT_CPU = {}    # (port, what) -> [client thread CPU seconds per session]
+CLIENT_RECVS = {}  # what -> [recv() calls per RETR answer], raw client only
+
+
+class RawPop3:
+    """A lean POP3 client for the benchmark, the same for both servers: one
+    command at a time (no pipelining), one recv() per answer as far as the
+    kernel delivers it, every RETR answer compared byte for byte with what
+    RFC 1939 says it must be. poplib reads line by line and costs more CPU
+    per RETR than either server, so it measured mostly itself."""
+
+    def __init__(self, port):
+        import socket
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.recvs = 0  # recv() calls in RETR answers: how often the client woke
+        self.line()  # the greeting
+
+    def line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                out = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                if not out.startswith(b"+OK"):
+                    raise RuntimeError("server said %r" % out)
+                return out
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            self.buf += chunk
+
+    def cmd(self, text):
+        self.s.sendall(text)
+        return self.line()
+
+    def retr(self, i):
+        """RETR i: the answer must be exactly "+OK ...\r\n" + EXPECTED[i-1]."""
+        self.s.sendall(b"RETR %d\r\n" % i)
+        want = EXPECTED[i - 1]
+        buf = self.buf
+        recv = self.s.recv
+        while not buf.endswith(b"\r\n.\r\n"):
+            if buf.startswith(b"-ERR") and b"\r\n" in buf:
+                raise RuntimeError("RETR %d: %r" % (i, bytes(buf)))
+            chunk = recv(65536)
+            self.recvs += 1
+            if not chunk:
+                raise RuntimeError("connection closed in RETR %d" % i)
+            buf += chunk
+        nl = buf.find(b"\r\n")
+        if not buf.startswith(b"+OK") or buf[nl + 2:] != want:
+            raise RuntimeError("RETR %d: answer not byte-exact (%d bytes, want %d)" %
+                               (i, len(buf) - nl - 2, len(want)))
+        n = len(buf) - nl - 2
+        self.buf = bytearray()
+        return n
+
+    def close(self):
+        self.s.close()
+
+
+def session(port, user, hold=None, what=None):
+    t0 = time.thread_time()
     total = 0
-    for i in range(1, count + 1):
-        total += p.retr(i)[2]
-    if hold:
-        hold()
-    p.quit()
+    if CLIENT == "poplib":
+        p = poplib.POP3("127.0.0.1", port, timeout=120)
+        p.user(user)
+        p.pass_(PASSWORD)
+        count, _ = p.stat()
+        assert count == N, (user, count)
+        for i in range(1, count + 1):
+            total += p.retr(i)[2]
+        client = time.thread_time() - t0
+        if hold:
+            hold()
+        p.quit()
+    else:
+        p = RawPop3(port)
+        p.cmd(b"USER %s\r\n" % user.encode())
+        p.cmd(b"PASS %s\r\n" % PASSWORD.encode())
+        count = int(p.cmd(b"STAT\r\n").split()[1])
+        assert count == N, (user, count)
+        for i in range(1, count + 1):
+            total += p.retr(i)
+        client = time.thread_time() - t0
+        if what:
+            CLIENT_RECVS.setdefault(what, []).append(p.recvs / N)
+        if hold:
+            hold()
+        p.cmd(b"QUIT\r\n")
+        p.close()
+    if what:
+        CLIENT_CPU.setdefault((port, what), []).append(client)
     return total
 
 
@@ -143,6 +255,21 @@ def run_ns(pid):
         return 0
 
 
+def ctxt(pid):
+    """Context switches of a process so far (voluntary + involuntary):
+    each voluntary one is a sleep and a wake-up."""
+    n = 0
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches:",
+                                     "nonvoluntary_ctxt_switches:")):
+                    n += int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return n
+
+
 def tree_cpu(root):
     """CPU seconds of a server: its master and every process below it, with
     the children they reaped (sessions and login processes that exited)."""
@@ -195,20 +322,27 @@ class Side:
         self.settle()
         tree0 = tree_cpu(self.root)
         logins = {p: run_ns(p) for p in procs_below(self.root, self.login_comm)}
+        login_cs = {p: ctxt(p) for p in logins}
         got = {}
 
         def hold():
             got["session"] = sum(run_ns(p) for p in procs_below(self.root, self.session_comm))
+            got["session cs"] = sum(ctxt(p) for p in procs_below(self.root, self.session_comm))
+            got["login cs"] = sum(ctxt(p) - n for p, n in login_cs.items())
 
         t = time.monotonic()
-        session(self.port, user, hold)
+        session(self.port, user, hold, what and (self.name, what))
         elapsed = time.monotonic() - t
         if what:
             self.settle()
             login = sum(run_ns(p) - n for p, n in logins.items())
             self.cpu.setdefault(what + " session", []).append(got["session"] / 1e9)
             self.cpu.setdefault(what + " login", []).append(login / 1e9)
+            self.cpu.setdefault(what + " session cs", []).append(got["session cs"])
+            self.cpu.setdefault(what + " login cs", []).append(got["login cs"])
             self.cpu.setdefault(what + " server", []).append(tree_cpu(self.root) - tree0)
+            self.cpu.setdefault(what + " client", []).append(
+                CLIENT_CPU[(self.port, (self.name, what))][-1])
         return elapsed
 
     def parallel(self):
@@ -258,6 +392,60 @@ class Side:
         self.settle()
         self.cpu.setdefault("par server", []).append(tree_cpu(self.root) - tree0)
         return elapsed, mem
+
+
+def strace_session(side, user, work):
+    """One warm session with strace -f -ff on the server's master (which
+    forks the session, and Dovecot's login processes too) and on its login
+    processes already running: system calls per RETR of each kind of
+    process, for both servers alike (STRACE=1)."""
+    side.settle()
+    prefix = os.path.join(work, "strace-" + side.name)
+    pids = [side.root] + procs_below(side.root, side.login_comm)
+    cmd = ["strace", "-f", "-qq", "-ff", "-o", prefix]
+    for pid in pids:
+        cmd += ["-p", str(pid)]
+    tracer = subprocess.Popen(cmd)
+    for _ in range(400):  # until every process is traced
+        traced = 0
+        for pid in pids:
+            with open("/proc/%d/status" % pid) as f:
+                traced += any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f)
+        if traced == len(pids):
+            break
+        time.sleep(0.01)
+    comm = {}
+
+    def hold():
+        for pid in procs_below(side.root, None):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    comm[pid] = f.read().strip()
+            except OSError:
+                pass
+
+    session(side.port, user, hold)
+    side.settle()
+    tracer.send_signal(2)
+    tracer.wait(30)
+    counts = {}
+    for name in os.listdir(work):
+        if not name.startswith("strace-" + side.name + "."):
+            continue
+        pid = int(name.rsplit(".", 1)[1])
+        who = comm.get(pid, "master" if pid == side.root else "other")
+        per = counts.setdefault(who, {})
+        with open(os.path.join(work, name), errors="replace") as f:
+            for line in f:
+                m = re.match(r"^([a-z_0-9]+)\(", line)
+                if m:
+                    per[m.group(1)] = per.get(m.group(1), 0) + 1
+        os.unlink(os.path.join(work, name))
+    for who, per in sorted(counts.items()):
+        total = sum(per.values())
+        top = sorted(per.items(), key=lambda kv: -kv[1])[:10]
+        print("%-10s %-12s %6.2f syscalls per RETR: %s" % (
+            side.name, who, total / N, ", ".join("%s %.2f" % (k, v / N) for k, v in top)))
 
 
 def dovecot_config(work, port, vmail):
@@ -351,11 +539,15 @@ def main():
                 t, mem = s.parallel()
                 res[s.name].setdefault("par", []).append(t)
                 res[s.name]["mem"] = mem
+        if os.environ.get("STRACE") == "1":
+            for s in sides:
+                strace_session(s, "u0", work)
         with open("/proc/loadavg") as f:
             load = f.read().split()[:3]
         p, d = res["pillarbox"], res["dovecot"]
-        print("POP3 RETR of %d messages of %d bytes; nproc %d; load %s" %
-              (N, SIZE, os.cpu_count(), " ".join(load)))
+        print("POP3 RETR of %d messages of %d bytes; nproc %d; load %s; client %s; names %s" %
+              (N, SIZE, os.cpu_count(), " ".join(load), CLIENT,
+               "S=,W=" if os.environ.get("W", "1") == "1" else "S= only"))
         print("%-28s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
         cold_p, cold_d = N / p["cold"], N / d["cold"]
         print("%-28s %12.0f %12.0f %7.2fx" % ("1 session, cold (msg/s)", cold_p, cold_d,
@@ -383,13 +575,23 @@ def main():
         print("CPU per RETR (us; schedstat of the session and login processes, /proc "
               "utime+stime of the whole server tree, medians)")
         print("%-28s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
-        for what in ("cold session", "cold login", "cold server", "warm session",
-                     "warm login", "warm server", "par server"):
+        for what in ("cold session", "cold login", "cold server", "cold client",
+                     "warm session", "warm login", "warm server", "warm client", "par server"):
             per = N * (PAR if what.startswith("par") else 1)
             vp = statistics.median(p_side.cpu.get(what, [0])) * 1e6 / per
             vd = statistics.median(d_side.cpu.get(what, [0])) * 1e6 / per
             print("%-28s %12.1f %12.1f %7s" % (what, vp, vd,
                                               "%.2fx" % (vp / vd) if vd else "-"))
+        print("%-28s %12s %12s" % ("context switches per RETR", "pillarbox", "dovecot"))
+        for what in ("warm session cs", "warm login cs"):
+            vp = statistics.median(p_side.cpu.get(what, [0])) / N
+            vd = statistics.median(d_side.cpu.get(what, [0])) / N
+            print("%-28s %12.2f %12.2f" % (what[:-3], vp, vd))
+        if CLIENT == "raw":
+            for what in ("cold", "warm"):
+                vp = statistics.median(CLIENT_RECVS.get(("pillarbox", what), [0]))
+                vd = statistics.median(CLIENT_RECVS.get(("dovecot", what), [0]))
+                print("%-28s %12.2f %12.2f" % ("client recv() per RETR, " + what, vp, vd))
         if os.environ.get("SMAPS") == "1":
             for s in sides:
                 for role in ("session", "login"):
