@@ -22,6 +22,7 @@ namespace {
 
 constexpr timeval kStopGrace{3, 0};
 constexpr size_t kForwardChunk = 64 * 1024;
+constexpr size_t kLibeventMaxRead = 4096;  // EVBUFFER_MAX_READ in libevent 2.1
 
 std::string esc(std::string_view v) {
     return ipc::escape_value(v, 64);
@@ -233,7 +234,6 @@ class Connection : public event::StreamHandler {
         }
         // Both sides are plaintext here or past their TLS handshake:
         // what one side sent goes to the other in the same call.
-        size_t moved = 0;
         for (;;) {
             const size_t avail = from.input_size();
             const size_t queued = to.output_size();
@@ -241,23 +241,24 @@ class Connection : public event::StreamHandler {
             std::string_view v =
                 from.peek(std::min({avail, kProxyHighWater - queued, kForwardChunk}));
             if (v.empty()) break;
-            event::write_through(to, v);
+            // libevent 2.1 reads at most 4 KiB per read callback: when that
+            // is what came, the rest of a longer answer (a RETR, a FETCH) is
+            // most likely in the socket already. Read it now (plaintext
+            // only) and send both parts with one call, as one segment: the
+            // client then wakes once per answer, not twice. EOF and errors
+            // are left to the bufferevent's next read.
+            std::string_view more;
+            if (v.size() == avail && avail % kLibeventMaxRead == 0 && !from.tls_active() &&
+                !from.closing() && from.fd() >= 0 && queued + v.size() < kProxyHighWater) {
+                const size_t room =
+                    std::min(relay_buf_.size(), kProxyHighWater - queued - v.size());
+                const ssize_t n = ::recv(from.fd(), relay_buf_.data(), room, MSG_DONTWAIT);
+                if (n > 0) more = std::string_view(relay_buf_.data(), static_cast<size_t>(n));
+            }
+            event::write_through(to, v, more);
             from.drain(v.size());
-            moved += v.size();
+            if (!more.empty()) break;  // the socket is (most likely) empty now
         }
-        // libevent 2.1 reads at most 4 KiB per read callback: when that is
-        // what came, the rest of a longer reply (a RETR, a FETCH) is most
-        // likely in the socket already. Read it now (plaintext only) and
-        // pass it on, instead of another round through the event loop. EOF
-        // and errors are left to the bufferevent's next read.
-        constexpr size_t kLibeventMaxRead = 4096;
-        if (moved == 0 || moved % kLibeventMaxRead != 0 || from.input_size() != 0 ||
-            from.tls_active() || from.closing() || from.fd() < 0 ||
-            to.output_size() >= kProxyHighWater)
-            return;
-        const ssize_t n = ::recv(from.fd(), relay_buf_.data(), relay_buf_.size(), MSG_DONTWAIT);
-        if (n > 0)
-            event::write_through(to, std::string_view(relay_buf_.data(), static_cast<size_t>(n)));
     }
 
     void pump() {
