@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstring>
 #include <map>
+#include <optional>
 
 namespace pbx::pop3 {
 
@@ -67,6 +68,20 @@ Result<std::vector<std::string>> list_dir(const std::string& dir) {
     return out;
 }
 
+// The ",W=<size>" field of a base name (Dovecot's virtual size, which
+// local-delivery writes too: common/mailbox/maildir.hpp), if any.
+std::optional<uint64_t> w_size(std::string_view base) {
+    for (size_t c = base.find(','); c != std::string_view::npos; c = base.find(',', c + 1)) {
+        if (base.substr(c + 1, 2) != "W=") continue;
+        const char* b = base.data() + c + 3;
+        const char* e = base.data() + base.size();
+        uint64_t v = 0;
+        auto [p, ec] = std::from_chars(b, e, v);
+        if (ec == std::errc() && p != b && (p == e || *p == ',')) return v;
+    }
+    return std::nullopt;
+}
+
 std::map<std::string, uint64_t, std::less<>> read_sizes(const std::string& path) {
     std::map<std::string, uint64_t, std::less<>> sizes;
     auto text = read_file_nofollow(path);
@@ -88,11 +103,14 @@ std::map<std::string, uint64_t, std::less<>> read_sizes(const std::string& path)
     return sizes;
 }
 
-// `bases` yields the base name of message i.
+// `bases` yields the base name of message i; sizes from the name (W=) are
+// not written.
 template <class Bases>
-void write_sizes(const std::string& root, const std::vector<MessageInfo>& infos, Bases bases) {
+void write_sizes(const std::string& root, const std::vector<MessageInfo>& infos,
+                 const std::vector<bool>& from_name, Bases bases) {
     std::string text(kSizesHeader);
     for (size_t i = 0; i < infos.size(); ++i) {
+        if (from_name[i]) continue;
         text += std::to_string(infos[i].size);
         text += ' ';
         text += bases(i);
@@ -177,15 +195,24 @@ Result<std::unique_ptr<MaildirStore>, StoreOpenError> MaildirStore::open(
                               [](const Entry& a, const Entry& b) { return a.base == b.base; }),
                   entries.end());
 
+    // A size comes from the name's W= (no read; the cache leaves it out),
+    // else from the cache, else from reading the message.
     const std::string sizes_path = s->root_ + "/" + std::string(kSizesFile);
     auto cached = read_sizes(sizes_path);
-    bool changed = cached.size() != entries.size();
+    size_t cache_used = 0;
+    bool changed = false;
     s->infos_.reserve(entries.size());
     s->paths_.reserve(entries.size());
+    std::vector<bool> from_name;
+    from_name.reserve(entries.size());
     for (auto& e : entries) {
         uint64_t size = 0;
-        if (auto it = cached.find(e.base); it != cached.end()) {
+        const std::optional<uint64_t> w = w_size(e.base);
+        if (w) {
+            size = *w;
+        } else if (auto it = cached.find(e.base); it != cached.end()) {
             size = it->second;
+            ++cache_used;
         } else {
             auto text = read_file_nofollow(s->root_ + "/" + e.path);
             if (!text) continue;  // vanished since the listing: not in the snapshot
@@ -194,8 +221,10 @@ Result<std::unique_ptr<MaildirStore>, StoreOpenError> MaildirStore::open(
         }
         s->infos_.push_back(MessageInfo{size, uidl_for(e.base)});
         s->paths_.push_back(std::move(e.path));
+        from_name.push_back(w.has_value());
     }
-    if (changed) write_sizes(s->root_, s->infos_, [&](size_t i) { return s->base(i); });
+    if (changed || cache_used != cached.size())
+        write_sizes(s->root_, s->infos_, from_name, [&](size_t i) { return s->base(i); });
     return s;
 }
 

@@ -25,7 +25,15 @@ std::string escape_maildir_host(std::string_view host) {
 std::string maildir_unique_name(const UniqueParts& p) {
     return std::to_string(p.secs) + ".M" + std::to_string(p.usecs) + "P" + std::to_string(p.pid) +
            "Q" + std::to_string(p.counter) + "." + escape_maildir_host(p.host) +
-           ",S=" + std::to_string(p.size);
+           ",S=" + std::to_string(p.size) +
+           (p.virtual_size ? ",W=" + std::to_string(*p.virtual_size) : std::string());
+}
+
+uint64_t virtual_size(std::string_view content) {
+    uint64_t n = content.size();
+    for (size_t i = content.find('\n'); i != std::string_view::npos; i = content.find('\n', i + 1))
+        if (i == 0 || content[i - 1] != '\r') ++n;
+    return n;
 }
 
 namespace {
@@ -59,6 +67,7 @@ Result<MaildirDelivery> maildir_deliver(const std::string& maildir_in, std::stri
     UniqueParts parts{tv.tv_sec,         static_cast<long>(tv.tv_usec),
                       s.getpid(),        counter,
                       std::string(host), content.size()};
+    if (content.ends_with('\n')) parts.virtual_size = virtual_size(content);
     std::string name = maildir_unique_name(parts);
     std::string target = maildir + "/new/" + name;
     spool::AtomicWriteOptions opt;

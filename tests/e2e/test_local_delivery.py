@@ -114,7 +114,10 @@ class LocalDeliveryTest(unittest.TestCase):
         data = read(path)
         head = b"Return-Path: <sender@example.net>\r\nDelivered-To: alice@" + D.encode() + b"\r\n"
         self.assertEqual(data, head + MESSAGE)
-        self.assertRegex(os.path.basename(path), r"^\d+\.M\d+P\d+Q\d+\..+,S=%d$" % len(data))
+        # S= the file's size, W= its size with CRLF line ends (what POP3 reports).
+        wsize = len(data) + data.count(b"\n") - data.count(b"\r\n")
+        self.assertRegex(os.path.basename(path),
+                         r"^\d+\.M\d+P\d+Q\d+\..+,S=%d,W=%d$" % (len(data), wsize))
         self.assertEqual(os.listdir(os.path.join(self.inst.mail_dir, "alice", "Maildir", "tmp")), [])
         self.inst.wait_for_log(r"QTEST\d+: to=<alice@%s>, relay=local, delay=\d+, .*status=sent "
                                r"\(delivered to maildir\)" % re.escape(D))

@@ -63,6 +63,17 @@ TEST_CASE("maildir host escaping and unique names") {
     }
     UniqueParts p{1700000000, 12345, 4242, 7, "mx:1/a", 1234};
     CHECK(maildir_unique_name(p) == "1700000000.M12345P4242Q7.mx\\0721\\057a,S=1234");
+    p.virtual_size = 1260;
+    CHECK(maildir_unique_name(p) == "1700000000.M12345P4242Q7.mx\\0721\\057a,S=1234,W=1260");
+}
+
+TEST_CASE("maildir virtual size (W=): LF counts as CRLF, CRLF stays") {
+    CHECK(virtual_size("") == 0);
+    CHECK(virtual_size("a") == 1);
+    CHECK(virtual_size("\n") == 2);
+    CHECK(virtual_size("a\nb\r\nc\n") == 9);
+    CHECK(virtual_size("\r\n\r\n") == 4);
+    CHECK(virtual_size("a\rb\n") == 5);
 }
 
 TEST_CASE("maildir delivery: tmp -> new, mode 0600, never overwrite") {
@@ -84,7 +95,7 @@ TEST_CASE("maildir delivery: tmp -> new, mode 0600, never overwrite") {
     CHECK(news[0].string() == r->path);
     CHECK(files_in(md + "/tmp").empty());
     CHECK(slurp(news[0]) == "Subject: x\n\nbody\n");
-    CHECK(r->path.find("host\\0721,S=17") != std::string::npos);
+    CHECK(r->path.ends_with("host\\0721,S=17,W=20"));
     struct stat st {};
     REQUIRE(::stat(r->path.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0600);
@@ -100,6 +111,13 @@ TEST_CASE("maildir delivery: tmp -> new, mode 0600, never overwrite") {
         auto bad = maildir_deliver(md, "x\n", "h", 2, f);
         REQUIRE(!bad.ok());
         CHECK(files_in(md + "/new").size() == 1);
+        CHECK(files_in(md + "/tmp").empty());
+    }
+    SECTION("no W= for a message without a final line end (POP3 adds a CRLF)") {
+        sys::FakeSys f;
+        auto r2 = maildir_deliver(md, "Subject: y\n\nno end", "h", 4, f);
+        REQUIRE(r2.ok());
+        CHECK(r2->path.ends_with(",S=18"));
         CHECK(files_in(md + "/tmp").empty());
     }
     SECTION("ENOSPC is reported with its errno") {

@@ -542,6 +542,35 @@ TEST_CASE("pop3d: Maildir store", "[pop3][maildir]") {
     CHECK(read_file(md + "/pillarbox-pop3.sizes").find("1001.M1P1.host,S=10") != std::string::npos);
 }
 
+TEST_CASE("pop3d: Maildir sizes from W= in the name, unread and uncached", "[pop3][maildir]") {
+    TempDir d;
+    const std::string md = d.path + "/Maildir";
+    for (const char* sub : {"", "/new", "/cur", "/tmp"}) ::mkdir((md + sub).c_str(), 0700);
+    // The W= sizes are deliberately not the files' CRLF sizes (14): they
+    // prove that pop3d took them from the name and read no message.
+    write_file(md + "/new/1000.M1P1.host,S=10,W=77", "A: 1\n\nbody\n");
+    write_file(md + "/cur/1001.M1P1.host,W=88,S=10:2,S", "A: 2\n\nbody\n");
+    // Not a W= field: read and cached as usual.
+    write_file(md + "/new/1002.M1P1.host,S=10,W=9x", "A: 3\n\nbody\n");
+    write_file(md + "/new/1003.M1P1.host,S=10,XW=5", "A: 4\n\nbody\n");
+    {
+        auto s = MaildirStore::open(md);
+        REQUIRE(s);
+        auto& st = *s.value();
+        REQUIRE(st.messages().size() == 4);
+        CHECK(st.messages()[0].size == 77);
+        CHECK(st.messages()[1].size == 88);
+        CHECK(st.messages()[2].size == 14);
+        CHECK(st.messages()[3].size == 14);
+        CHECK(st.messages()[1].uidl == "1001.M1P1.host,W=88,S=10");
+    }
+    const std::string cache = read_file(md + "/pillarbox-pop3.sizes");
+    CHECK(cache.find(",W=77") == std::string::npos);
+    CHECK(cache.find(",W=88") == std::string::npos);
+    CHECK(cache.find("14 1002.M1P1.host,S=10,W=9x\n") != std::string::npos);
+    CHECK(cache.find("14 1003.M1P1.host,S=10,XW=5\n") != std::string::npos);
+}
+
 TEST_CASE("pop3d: mbox parsing", "[pop3][mbox]") {
     const std::string box =
         "From a@b Thu Nov 26 00:00:00 2026\nSubject: 1\n\n>From here\n>>From there\n\n"
