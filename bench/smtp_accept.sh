@@ -38,6 +38,17 @@
 #                  message (in all and per program), and fsyncs per message by
 #                  kind of file (strace)
 #   PROFILE_ONLY=1 the profile runs without the table
+#   SPOOL_FS=loop  where both servers' spools (and Maildirs) live, the same for
+#                  both: `loop` (default) a file system made for this run only,
+#                  ext4 with Debian's mkfs.ext4 defaults (a journal) mounted
+#                  without `discard`, on a zero-filled image in /var/tmp behind
+#                  a loop device (direct I/O); `loop-nojournal` the same made
+#                  and mounted like this machine's /var/tmp (no journal,
+#                  `discard`); `var-tmp` directly on /var/tmp, as before
+#                  (its free-inode and discard history, and every other
+#                  helper's files, come into the figures: bench/RESULTS.md).
+#                  The loop file system is unmounted and removed at the end.
+#   LOOP_MB=       the loop image's size (default: enough inodes for the runs)
 set -euo pipefail
 
 N_MULTI=${N_MULTI:-2000}
@@ -114,9 +125,26 @@ else
 fi
 "$SRC/packaging/create-users.sh" >/dev/null
 
-WORK=$(mktemp -d /var/tmp/pbx-bench.XXXXXX)
-chmod 755 "$WORK"
+SPOOL_FS=${SPOOL_FS:-loop}
+case $SPOOL_FS in loop | loop-nojournal | var-tmp) ;; *) die "SPOOL_FS is loop, loop-nojournal or var-tmp" ;; esac
+BASE=$(mktemp -d /var/tmp/pbx-bench.XXXXXX)
+chmod 755 "$BASE"
+LOOP_DEV=
+WORK=$BASE
 PBX_MASTER_PID=
+# loop_fs_down: unmount and detach the run's file system (its processes are
+# gone); a busy mount (a server still exiting) gets a few more tries.
+loop_fs_down() {
+    local _
+    if mountpoint -q "$BASE/fs"; then
+        for _ in $(seq 50); do
+            umount "$BASE/fs" 2>/dev/null && break
+            sleep 0.1
+        done
+    fi
+    [ -n "$LOOP_DEV" ] && losetup -d "$LOOP_DEV" 2>/dev/null
+    LOOP_DEV=
+}
 cleanup() {
     if declare -F sink_stop >/dev/null; then sink_stop; fi
     if [ -n "$PBX_MASTER_PID" ]; then
@@ -130,12 +158,54 @@ cleanup() {
         userdel "$RCPT_USER" 2>/dev/null || true
     fi
     if [ "${KEEP:-0}" = 1 ]; then
-        echo "kept $WORK" >&2
+        # The logs and configs outlive the loop file system.
+        if [ "$WORK" != "$BASE" ]; then
+            cp -a "$P/master.log" "$BASE/" 2>/dev/null || true
+            cp -a "$P/pillarbox.conf" "$F/etc" "$BASE/" 2>/dev/null || true
+        fi
+        loop_fs_down
+        rm -f "$BASE/fs.img"
+        echo "kept $BASE" >&2
     else
-        rm -rf "$WORK"
+        loop_fs_down
+        rm -rf "$BASE"
     fi
 }
 trap cleanup EXIT
+
+# The spool file system: both servers' spools in the same one (fairness). A
+# fresh ext4 of our own takes out what /var/tmp's history puts into a run:
+# that file system has no journal and is mounted with `discard`, and is shared
+# with every other job of the machine (bench/RESULTS.md, "bimodal").
+if [ "$SPOOL_FS" != var-tmp ]; then
+    # Inodes: Debian's mkfs.ext4 makes one per 16 KiB; Pillarbox keeps two
+    # files per message of every run (three with MODE=maildir), Postfix one
+    # Maildir file per message (MODE=maildir). Twice that, at least 512 MiB.
+    if [ -z "${LOOP_MB:-}" ]; then
+        LOOP_MB=$(((RUNS * (N_MULTI + N_SINGLE) * 4 * 16 * 2) / 1024))
+        [ "$LOOP_MB" -ge 512 ] || LOOP_MB=512
+    fi
+    log "making the spool file system ($SPOOL_FS, $LOOP_MB MiB, zero-filled)"
+    # Zero-filled, not sparse: the image's blocks exist on /var/tmp before the
+    # runs, so no run pays for allocating them there.
+    dd if=/dev/zero of="$BASE/fs.img" bs=1M count="$LOOP_MB" conv=fsync status=none ||
+        die "cannot write the $LOOP_MB MiB image $BASE/fs.img"
+    LOOP_DEV=$(losetup --find --show --direct-io=on "$BASE/fs.img") ||
+        die "losetup failed (is the loop module there?)"
+    mkdir "$BASE/fs"
+    if [ "$SPOOL_FS" = loop ]; then
+        mkfs.ext4 -q -F "$LOOP_DEV" >/dev/null || die "mkfs.ext4 $LOOP_DEV failed"
+        mount "$LOOP_DEV" "$BASE/fs" || die "mount $LOOP_DEV failed"
+    else
+        mkfs.ext4 -q -F -O ^has_journal "$LOOP_DEV" >/dev/null || die "mkfs.ext4 $LOOP_DEV failed"
+        mount -o discard "$LOOP_DEV" "$BASE/fs" || die "mount $LOOP_DEV failed"
+    fi
+    WORK=$BASE/fs/work
+    mkdir "$WORK"
+    chmod 755 "$BASE/fs" "$WORK"
+fi
+SPOOL_FS_DESC="$SPOOL_FS: $(findmnt -n -o FSTYPE,OPTIONS -T "$WORK" | tr -s ' ')"
+SPOOL_FS_DESC="$SPOOL_FS_DESC; $(findmnt -n -o SOURCE -T "$WORK")"
 
 # rcpt_probe PORT: true when the server says 250 to RCPT TO:<$RCPT> (then RSET).
 rcpt_probe() {
@@ -370,7 +440,7 @@ pf_stop() {
 # (MODE=relay).
 delivered() {
     if [ "$MODE" = relay ]; then
-        tr '\r' '\n' <"$WORK/sink.out" 2>/dev/null | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 |
+        tr '\r' '\n' <"$BASE/sink.out" 2>/dev/null | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 |
             grep . || echo 0
     else
         find "$MAILDIR/new" -maxdepth 1 -type f 2>/dev/null | wc -l
@@ -381,8 +451,8 @@ delivered() {
 SINK_PID=
 sink_start() {
     [ "$MODE" = relay ] || return 0
-    : >"$WORK/sink.out"
-    smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256 >"$WORK/sink.out" 2>&1 &
+    : >"$BASE/sink.out"
+    smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256 >"$BASE/sink.out" 2>&1 &
     SINK_PID=$!
     sleep 0.3
 }
@@ -400,8 +470,8 @@ run_source() {
     local t0 t1 _
     t0=$(date +%s.%N)
     smtp-source -s "$2" -l 2048 -m "$3" -f "$SENDER" -t "$RCPT" -M client.$DOMAIN \
-        "127.0.0.1:$1" >"$WORK/source.out" 2>&1 ||
-        die "smtp-source against port $1 failed: $(tail -3 "$WORK/source.out")"
+        "127.0.0.1:$1" >"$BASE/source.out" 2>&1 ||
+        die "smtp-source against port $1 failed: $(tail -3 "$BASE/source.out")"
     if [ "$MODE" != accept ]; then
         for _ in $(seq 6000); do
             [ "$(delivered)" -ge "$3" ] && break
@@ -413,75 +483,23 @@ run_source() {
     echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-RESULTS=$WORK/results
-: >"$RESULTS"
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-START=$(date +%s)
-
-if [ "${PROFILE_ONLY:-0}" != 1 ]; then
-for sessions in "$SESSIONS" 1; do
-    if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
-    for run in $(seq "$RUNS"); do
-        # Alternate which side goes first so that neither always gets the
-        # warmer (or the quieter) half of the machine's time.
-        if [ $((run % 2)) = 1 ]; then order="pillarbox postfix"; else order="postfix pillarbox"; fi
-        for side in $order; do
-            sink_start
-            if [ "$side" = pillarbox ]; then
-                pbx_start
-                secs=$(run_source "$PBX_PORT" "$sessions" "$n")
-                if [ "$MODE" != accept ]; then
-                    queued=$(delivered)
-                    pbx_stop
-                    [ "$queued" = "$n" ] || die "Pillarbox: $n accepted, $queued delivered ($MODE)"
-                else
-                    queued=$(pbx_queued)
-                    pbx_stop
-                    [ "$queued" = "$n" ] || die "Pillarbox lost mail: $n accepted, $queued envelopes in queue/"
-                fi
-            else
-                pf_start
-                secs=$(run_source "$PF_PORT" "$sessions" "$n")
-                if [ "$MODE" != accept ]; then queued=$(delivered); else queued="-"; fi
-                pf_stop
-            fi
-            sink_stop
-            rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
-            printf '%s %s %s %s %s %s %s\n' "$sessions" "$n" "$run" "$side" "$secs" "$rate" \
-                "$queued" >>"$RESULTS"
-            printf '%-9s sessions=%-2s run=%s messages=%-5s %8.3f s %8.1f msg/s  %s=%s load=%s\n' \
-                "$side" "$sessions" "$run" "$n" "$secs" "$rate" "$COUNTED" "$queued" \
-                "$(cut -d' ' -f1 /proc/loadavg)" >&2
-        done
-    done
-done
-
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-echo
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')   nproc: $(nproc)   load average before: $LOAD_BEFORE   after: $LOAD_AFTER"
-echo "postfix $PF_VERSION; Pillarbox $(git -C "$SRC" describe --always --dirty 2>/dev/null || echo '?') ($BUILD, release); $RUNS runs per side, median; $(($(date +%s) - START)) s in all"
-echo
-echo "mode: $MODE"
-printf '| sessions | messages | Pillarbox msg/s | Postfix msg/s | ratio | Pillarbox %s after each run |\n' "$COUNTED"
-printf '|---:|---:|---:|---:|---:|---|\n'
-for sessions in "$SESSIONS" 1; do
-    if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
-    pbx=$(awk -v s="$sessions" '$1 == s && $4 == "pillarbox" { print $6 }' "$RESULTS" | median)
-    pf=$(awk -v s="$sessions" '$1 == s && $4 == "postfix" { print $6 }' "$RESULTS" | median)
-    envs=$(awk -v s="$sessions" '$1 == s && $4 == "pillarbox" { printf "%s%s", sep, $7; sep = ", " }' "$RESULTS")
-    ratio=$(awk -v a="$pbx" -v b="$pf" 'BEGIN { printf "%.2f", a / b }')
-    printf '| %s | %s | %s | %s | %s | %s (of %s) |\n' "$sessions" "$n" "$pbx" "$pf" "$ratio" "$envs" "$n"
-done
-echo
-echo "all runs (sessions messages run side seconds msg/s $COUNTED):"
-sed 's/^/    /' "$RESULTS"
-fi  # PROFILE_ONLY
-
-[ "${PROFILE:-0}" = 1 ] || [ "${PROFILE_ONLY:-0}" = 1 ] || exit 0
-
-# ---- PROFILE=1: where the time goes (untimed runs, not part of the table) -------
+# The disk under /var/tmp (and under the loop image): its writes, flushes and
+# discards during each run, whoever made them, go into the run's line. Other
+# jobs' file removals show up there as discards (this machine mounts
+# /var/tmp with `discard`).
+HOST_DISK=$(basename "$(findmnt -n -o SOURCE -T /var/tmp)")
+# (/proc/diskstats: writes, ms writing, flushes, ms flushing, discards.)
+disk_snap() {
+    awk -v d="$HOST_DISK" '$3 == d { print $8, $11, $19, $20, $15; f = 1 }
+        END { if (!f) print 0, 0, 0, 0, 0 }' /proc/diskstats
+}
+# disk_delta BEFORE AFTER: the writes, flushes and discards between two
+# snapshots, with the device's mean time per write and per flush.
+disk_delta() {
+    echo "$1 $2" | awk '{ w = $6 - $1; f = $8 - $3
+        printf "writes=%d (%.2f ms) flushes=%d (%.2f ms) discards=%d", w, w ? ($7 - $2) / w : 0,
+            f, f ? ($9 - $4) / f : 0, $10 - $5 }'
+}
 
 # tree_pids ROOT: ROOT and every process below it.
 tree_pids() {
@@ -512,6 +530,20 @@ tree_ticks() {
     echo "$total"
 }
 
+# tree_cpu ROOT: "user system" clock ticks of the process tree (reaped
+# children included).
+tree_cpu() {
+    local p u=0 y=0 f
+    for p in $(tree_pids "$1"); do
+        f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        # shellcheck disable=SC2086
+        set -- $f
+        u=$((u + ${12} + ${14}))
+        y=$((y + ${13} + ${15}))
+    done
+    echo "$u $y"
+}
+
 # tree_ticks_by_pid ROOT: "pid comm ticks" for every process of the tree
 # (ticks: user + system, reaped children included).
 tree_ticks_by_pid() {
@@ -536,6 +568,89 @@ per_program() {
         "$1" "$2" | sort -k2,2gr
 }
 
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+RESULTS=$BASE/results
+: >"$RESULTS"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date +%s)
+
+if [ "${PROFILE_ONLY:-0}" != 1 ]; then
+for sessions in "$SESSIONS" 1; do
+    if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
+    for run in $(seq "$RUNS"); do
+        # Alternate which side goes first so that neither always gets the
+        # warmer (or the quieter) half of the machine's time.
+        if [ $((run % 2)) = 1 ]; then order="pillarbox postfix"; else order="postfix pillarbox"; fi
+        for side in $order; do
+            sink_start
+            if [ "$side" = pillarbox ]; then
+                pbx_start
+                d0=$(disk_snap) c0=$(tree_cpu "$PBX_MASTER_PID")
+                secs=$(run_source "$PBX_PORT" "$sessions" "$n")
+                d1=$(disk_snap) c1=$(tree_cpu "$PBX_MASTER_PID")
+                if [ "$MODE" != accept ]; then
+                    queued=$(delivered)
+                    pbx_stop
+                    [ "$queued" = "$n" ] || die "Pillarbox: $n accepted, $queued delivered ($MODE)"
+                else
+                    queued=$(pbx_queued)
+                    pbx_stop
+                    [ "$queued" = "$n" ] || die "Pillarbox lost mail: $n accepted, $queued envelopes in queue/"
+                fi
+            else
+                pf_start
+                pf_root=$(tr -d ' ' <"$PF_SPOOL/pid/master.pid")
+                d0=$(disk_snap) c0=$(tree_cpu "$pf_root")
+                secs=$(run_source "$PF_PORT" "$sessions" "$n")
+                d1=$(disk_snap) c1=$(tree_cpu "$pf_root")
+                if [ "$MODE" != accept ]; then queued=$(delivered); else queued="-"; fi
+                pf_stop
+            fi
+            sink_stop
+            rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
+            disk=$(disk_delta "$d0" "$d1")
+            # CPU ms per message of the server's processes during the run,
+            # user + system: system time is where a file system's own cost
+            # shows (bench/RESULTS.md: ext4 without a journal).
+            cpu=$(echo "$c0 $c1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '{
+                printf "cpu=%.2f+%.2f", ($3 - $1) * 1000 / hz / n, ($4 - $2) * 1000 / hz / n }')
+            load=$(cut -d' ' -f1 /proc/loadavg)
+            printf '%s %s %s %s %s %s %s load=%s %s %s: %s\n' "$sessions" "$n" "$run" "$side" "$secs" \
+                "$rate" "$queued" "$load" "$cpu" "$HOST_DISK" "$disk" >>"$RESULTS"
+            printf '%-9s sessions=%-2s run=%s messages=%-5s %8.3f s %8.1f msg/s  %s=%s load=%s %s %s: %s\n' \
+                "$side" "$sessions" "$run" "$n" "$secs" "$rate" "$COUNTED" "$queued" \
+                "$load" "$cpu" "$HOST_DISK" "$disk" >&2
+        done
+    done
+done
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')   nproc: $(nproc)   load average before: $LOAD_BEFORE   after: $LOAD_AFTER"
+echo "spools: $SPOOL_FS_DESC"
+echo "postfix $PF_VERSION; Pillarbox $(git -C "$SRC" describe --always --dirty 2>/dev/null || echo '?') ($BUILD, release); $RUNS runs per side, median; $(($(date +%s) - START)) s in all"
+echo
+echo "mode: $MODE"
+printf '| sessions | messages | Pillarbox msg/s | Postfix msg/s | ratio | Pillarbox %s after each run |\n' "$COUNTED"
+printf '|---:|---:|---:|---:|---:|---|\n'
+for sessions in "$SESSIONS" 1; do
+    if [ "$sessions" = 1 ]; then n=$N_SINGLE; else n=$N_MULTI; fi
+    pbx=$(awk -v s="$sessions" '$1 == s && $4 == "pillarbox" { print $6 }' "$RESULTS" | median)
+    pf=$(awk -v s="$sessions" '$1 == s && $4 == "postfix" { print $6 }' "$RESULTS" | median)
+    envs=$(awk -v s="$sessions" '$1 == s && $4 == "pillarbox" { printf "%s%s", sep, $7; sep = ", " }' "$RESULTS")
+    ratio=$(awk -v a="$pbx" -v b="$pf" 'BEGIN { printf "%.2f", a / b }')
+    printf '| %s | %s | %s | %s | %s | %s (of %s) |\n' "$sessions" "$n" "$pbx" "$pf" "$ratio" "$envs" "$n"
+done
+echo
+echo "all runs (sessions messages run side seconds msg/s $COUNTED, load, the server's CPU ms/message user+system, the host disk's I/O during the run):"
+sed 's/^/    /' "$RESULTS"
+fi  # PROFILE_ONLY
+
+[ "${PROFILE:-0}" = 1 ] || [ "${PROFILE_ONLY:-0}" = 1 ] || exit 0
+
+# ---- PROFILE=1: where the time goes (untimed runs, not part of the table) -------
+
 side_start() {
     if [ "$1" = pillarbox ]; then
         pbx_start
@@ -550,20 +665,20 @@ side_stop() { if [ "$1" = pillarbox ]; then pbx_stop; else pf_stop; fi; }
 # profile SIDE SESSIONS COUNT: one run measuring CPU time per message, then one
 # under strace counting the fsyncs per message and their latency, by kind of file.
 profile() {
-    local side=$1 sessions=$2 n=$3 t0 t1 secs out=$WORK/strace.$1.$2 args=() p st
+    local side=$1 sessions=$2 n=$3 t0 t1 secs out=$BASE/strace.$1.$2 args=() p st
     sink_start
     side_start "$side"
     t0=$(tree_ticks "$ROOT")
-    tree_ticks_by_pid "$ROOT" >"$WORK/ticks.before"
+    tree_ticks_by_pid "$ROOT" >"$BASE/ticks.before"
     secs=$(run_source "$PORT" "$sessions" "$n")
     sleep 1 # Postfix's discard of the last messages belongs to the run
     t1=$(tree_ticks "$ROOT")
-    tree_ticks_by_pid "$ROOT" >"$WORK/ticks.after"
+    tree_ticks_by_pid "$ROOT" >"$BASE/ticks.after"
     awk -v side="$side" -v s="$sessions" -v n="$n" -v secs="$secs" -v a="$t0" -v b="$t1" \
         -v hz="$(getconf CLK_TCK)" 'BEGIN {
             printf "%-9s sessions=%-2s %5d messages: %7.1f msg/s, CPU %.2f ms/message (all its processes)\n",
                 side, s, n, n / secs, (b - a) * 1000 / hz / n }'
-    per_program "$WORK/ticks.before" "$WORK/ticks.after" "$n"
+    per_program "$BASE/ticks.before" "$BASE/ticks.after" "$n"
     side_stop "$side"
     sink_stop
 
