@@ -456,7 +456,7 @@ def strace_profile(exe, name, port, root, users, n, loops):
     with open(out) as f:
         for line in f:
             x = line.split()
-            if len(x) >= 5 and x[-1].isidentifier() and x[-1] != "syscall" and x[3].isdigit():
+            if len(x) >= 5 and x[-1].isidentifier() and x[-1] not in ("syscall", "total") and x[3].isdigit():
                 calls[x[-1]] = int(x[3])
     allc = sum(calls.values())
     print("%-9s under strace -f: %d loops of 12 commands, %.0f syscalls per loop (%.1f per "

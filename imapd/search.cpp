@@ -205,7 +205,9 @@ const SearchableText& folded_text(const SearchMessage& m) {
 // decoded value contains the string, case-insensitively.
 bool header_contains(const SearchMessage& m, std::string_view field, std::string_view text) {
     const std::string needle = fold_case(text);
-    std::string_view header = folded_text(m).header;
+    std::string_view header = m.fields && is_cached_search_field(field)
+                                  ? std::string_view(*m.fields)
+                                  : std::string_view(folded_text(m).header);
     if (field.empty()) return header.find(needle) != std::string_view::npos;
     const std::string name = fold_case(field);
     // folded_text's header: one "name: value" line per field.
@@ -223,6 +225,32 @@ bool header_contains(const SearchMessage& m, std::string_view field, std::string
 }
 
 }  // namespace
+
+bool is_cached_search_field(std::string_view field) {
+    for (std::string_view f : {"subject", "from", "to", "cc", "bcc"})
+        if (iequals(field, f)) return true;
+    return false;
+}
+
+std::string cached_search_fields(std::string_view msg, const MimePart& root) {
+    MimePart head;  // the header alone: no body, no parts
+    head.start = root.start;
+    head.body = head.end = root.body;
+    const std::string header = fold_case(searchable_text(msg, head).header);
+    std::string out;
+    for (size_t pos = 0; pos < header.size();) {
+        size_t eol = header.find('\n', pos);
+        if (eol == std::string::npos) eol = header.size();
+        std::string_view line = std::string_view(header).substr(pos, eol - pos);
+        pos = eol + 1;
+        size_t colon = line.find(": ");
+        if (colon != std::string_view::npos && is_cached_search_field(line.substr(0, colon))) {
+            out.append(line);
+            out += '\n';
+        }
+    }
+    return out;
+}
 
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
     // Howard Hinnant's algorithm.

@@ -66,12 +66,24 @@ struct SearchMessage {
     int64_t internal_days = 0;               // days since 1970-01-01 of the internal date
     uint64_t size = 0;                       // RFC822.SIZE
     std::function<std::string_view()> text;  // the whole message, CRLF
+    // When set: cached_search_fields() of the message (from the folder's
+    // cache), which the SUBJECT, FROM, TO, CC and BCC keys use instead of
+    // text(), so that searching them reads no message file.
+    const std::string* fields = nullptr;
     // Its decoded, case-folded header and body text (decode.hpp), made by
     // the first BODY/TEXT/HEADER key that needs them.
     mutable std::optional<SearchableText> folded;
 };
 
 bool search_match(const SearchKey& key, const SearchMessage& m, uint32_t max_seq, uint32_t max_uid);
+
+// The lines of a message's decoded, case-folded header ("name: value\n",
+// as SearchableText's header after fold_case) of the fields Subject, From,
+// To, Cc and Bcc: what SearchMessage::fields holds. `msg` is the message
+// (or its header section), CRLF.
+std::string cached_search_fields(std::string_view msg, const MimePart& root);
+// True when a Header key on `field` can be answered from those lines.
+bool is_cached_search_field(std::string_view field);
 
 // "1-Feb-1994" → days since the epoch.
 std::optional<int64_t> parse_imap_date(std::string_view s);

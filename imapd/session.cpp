@@ -277,6 +277,7 @@ const CacheEntry* Session::cache_entry(size_t index) {
     e.envelope = envelope(*text, mime);
     e.body = bodystructure(*text, mime, false);
     e.bodystructure = bodystructure(*text, mime, true);
+    e.search_fields = cached_search_fields(*text, mime);
     sel_->cache_dirty = true;
     return &sel_->cache.emplace(std::move(base), std::move(e)).first->second;
 }
@@ -1226,18 +1227,27 @@ void Session::cmd_append(const Command& c) {
         kw |= 1u << idx;
     }
     std::string file;
-    auto r = f.append(message, flags, kw, date, &file);
+    bool shown = sel_ && *dir == sel_->folder.dir();
+    Result<SyncResult> synced{SyncResult{}};
+    auto r = f.append(message, flags, kw, date, &file, shown ? &*synced : nullptr,
+                      shown && !sel_->readonly);
     if (!r) {
         log::error(*dir, ": APPEND failed: ", r.error().message);
         no(c.tag, "[SERVERBUG] Cannot store the message");
         return;
     }
-    if (sel_ && *dir == sel_->folder.dir()) {
-        expect(file);   // its event is ours
-        dirty_ = true;  // EXISTS in this answer
+    std::string text = "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) +
+                       "] APPEND completed";
+    if (!shown) {
+        finish(c.tag, text);
+        return;
     }
-    finish(c.tag, "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) +
-                      "] APPEND completed");
+    // The selected folder: EXISTS in this answer, from the sync that gave
+    // the uid (a second scan would find the same).
+    expect(file);  // its event is ours
+    sync_view(true, false, &synced);
+    save_cache();
+    tagged(c.tag, "OK", text);
 }
 
 void Session::cmd_idle(const Command& c) {
@@ -1342,6 +1352,15 @@ void Session::cmd_search(const Command& c, const std::vector<Value>& args, bool 
     bool need_date =
         uses(*key, {Op::Before, Op::On, Op::Since, Op::SentBefore, Op::SentOn, Op::SentSince});
     bool need_body = uses(*key, {Op::Body, Op::Text});
+    // SUBJECT, FROM, TO, CC, BCC: from the cache (filled for the messages it
+    // lacks, once), not from the files.
+    std::function<bool(const SearchKey&)> uses_fields = [&](const SearchKey& k) {
+        if (k.op == Op::Header && is_cached_search_field(k.field)) return true;
+        for (const auto& ch : k.children)
+            if (uses_fields(ch)) return true;
+        return false;
+    };
+    bool use_cache = uses_fields(*key);
     uint32_t header_uid = 0;
     std::string header;
     for (size_t i = 0; i < msgs.size(); ++i) {
@@ -1380,6 +1399,8 @@ void Session::cmd_search(const Command& c, const std::vector<Value>& args, bool 
             };
         }
         sm.size = need_size ? message_size(i) : 0;
+        if (use_cache)
+            if (const CacheEntry* e = cache_entry(i)) sm.fields = &e->search_fields;
         if (search_match(*key, sm, max_seq, max_uid))
             result += " " + std::to_string(uid ? msgs[i].uid : i + 1);
     }

@@ -94,9 +94,14 @@ struct CacheEntry {
     uint64_t vsize = 0;                         // RFC822.SIZE (CRLF form)
     int64_t date = 0;                           // internal date (seconds)
     std::string envelope, body, bodystructure;  // FETCH texts
+    // SEARCH: the decoded, case-folded lines of the fields the SUBJECT,
+    // FROM, TO, CC and BCC keys look at (search.hpp cached_search_fields).
+    std::string search_fields;
 };
 using CacheMap = std::unordered_map<std::string, CacheEntry>;
 std::string format_cache(const CacheMap& entries);
+// The checksum on the cache file's first line (64 bits, eight bytes a step).
+uint64_t cache_checksum(std::string_view text);
 // nullopt when the text is not a valid cache file.
 std::optional<CacheMap> parse_cache(std::string_view text);
 
@@ -158,10 +163,15 @@ class Folder {
                                const std::vector<std::string>& known = {});
     // Stores a message into cur/ with flags and date; returns its uid and the
     // folder's UIDVALIDITY.
-    // `file`, if given, gets the new file's name ("cur/NAME").
+    // `file`, if given, gets the new file's name ("cur/NAME"); `synced`, if
+    // given, the folder as the sync that gave the uid saw it (with new/
+    // taken when `take_new`), so that a session showing the folder need not
+    // scan it again.
     Result<std::pair<uint32_t, uint32_t>> append(std::string_view content, uint8_t flags,
                                                  uint32_t keywords, time_t internal_date,
-                                                 std::string* file = nullptr);
+                                                 std::string* file = nullptr,
+                                                 SyncResult* synced = nullptr,
+                                                 bool take_new = false);
     // Hard-links (COPY) a message file into this folder; returns its uid.
     Result<uint32_t> copy_in(const std::string& source_path, uint8_t flags, uint32_t keywords);
 

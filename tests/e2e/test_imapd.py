@@ -335,13 +335,36 @@ class ImapdDirectTest(unittest.TestCase):
         for m in (plain, encoded):
             self.assertEqual(imap.append("INBOX", None, None, m)[0], "OK")
         imap.select("INBOX")
-        # 8-bit search strings go as literals (imaplib sends .literal last).
-        for key, text, want in (("BODY", "CAFÉ", b"2"), ("SUBJECT", "grüße", b"2"),
-                                ("FROM", "JÖRG", b"2"), ("TEXT", "GEÖFFNET", b"2"),
-                                ("BODY", "ascii", b"1"), ("BODY", "RGFzIENhZsOp", b"")):
-            imap.literal = text.encode()
-            typ, data = imap.search("UTF-8", key)
-            self.assertEqual((typ, data), ("OK", [want]), (key, text))
+        cache = os.path.join(self.store.maildir, "pillarbox-cache")
+        self.assertFalse(os.path.exists(cache))
+
+        def searches(imap, want3=b""):
+            # 8-bit search strings go as literals (imaplib sends .literal last).
+            for key, text, want in (("BODY", "CAFÉ", b"2"), ("SUBJECT", "grüße", b"2"),
+                                    ("FROM", "JÖRG", b"2"), ("TEXT", "GEÖFFNET", b"2"),
+                                    ("BODY", "ascii", b"1"), ("BODY", "RGFzIENhZsOp", b""),
+                                    ("SUBJECT", "SPECIAL", b"1"), ("TO", "zürich", want3),
+                                    ("FROM", "example.test", b"1 2" + (b" 3" if want3 else b""))):
+                imap.literal = text.encode()
+                typ, data = imap.search("UTF-8", key)
+                self.assertEqual((typ, data), ("OK", [want]), (key, text))
+
+        searches(imap)
+        # SUBJECT/FROM/TO/CC/BCC filled the cache (their decoded fields); a
+        # second session answers from it, the same.
+        with open(cache, "rb") as f:
+            self.assertIn("subject: grüße aus köln\n".encode(), f.read())
+        second = self.session().imap()
+        second.select("INBOX")
+        searches(second)
+        # A message another writer adds (no cache entry yet) is searched too.
+        path = os.path.join(self.store.maildir, "new", "3.M3P3.host")
+        with open(path, "wb") as f:
+            f.write(b"From: third@example.test\nTo: =?UTF-8?Q?Z=C3=BCrich?= <zh@example.test>\n\nhi\n")
+        os.chown(path, vmail().pw_uid, vmail().pw_gid)
+        b = self.session().imap()
+        b.select("INBOX")
+        searches(b, want3=b"3")
 
     def test_store_search_copy_move_expunge(self):
         imap = self.session().imap()
@@ -612,7 +635,7 @@ class ImapdDirectTest(unittest.TestCase):
         cache = os.path.join(self.store.maildir, "pillarbox-cache")
         self.assertTrue(os.path.exists(cache))
         with open(cache, "rb") as f:
-            self.assertTrue(f.read().startswith(b"pillarbox-cache 1 "))
+            self.assertTrue(f.read().startswith(b"pillarbox-cache 2 "))
         # A second session answers from the cache, the same bytes.
         b = self.session().imap()
         b.select("INBOX")

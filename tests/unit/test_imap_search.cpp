@@ -229,3 +229,66 @@ TEST_CASE("search: decoding for BODY, TEXT and HEADER") {
         CHECK(search_match(c.k, m, 1, 1) == c.result);
     }
 }
+
+TEST_CASE("search: SUBJECT, FROM, TO, CC, BCC from the cached fields, as from the message") {
+    static const std::string text =
+        "From: =?ISO-8859-1?Q?J=F6rg?= <joerg@example.test>\r\n"
+        "To: Bob <bob@example.test>,\r\n  carol@example.test\r\n"
+        "Cc: =?UTF-8?Q?Z=C3=BCrich?= team <zh@example.test>\r\n"
+        "Subject: =?UTF-8?B?R3LDvMOfZQ==?= and\r\n more\r\n"
+        "X-Subject: decoy\r\n"
+        "Subject: second subject\r\n"
+        "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+        "--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nFrom: "
+        "x@inner.test\r\n\r\nhi\r\n"
+        "--b--\r\n";
+    const std::string fields = cached_search_fields(text, parse_mime(text));
+    // Only the five fields, decoded and folded, in order; not the inner
+    // message's, not X-Subject.
+    CHECK(fields ==
+          "from: j\xc3\xb6rg <joerg@example.test>\n"
+          "to: bob <bob@example.test>,  carol@example.test\n"
+          "cc: z\xc3\xbcrich team <zh@example.test>\n"
+          "subject: gr\xc3\xbc\xc3\x9f"
+          "e and more\n"
+          "subject: second subject\n");
+    CHECK(cached_search_fields("", parse_mime("")).empty());
+    CHECK(is_cached_search_field("SUBJECT"));
+    CHECK(is_cached_search_field("Bcc"));
+    CHECK_FALSE(is_cached_search_field("X-Subject"));
+    CHECK_FALSE(is_cached_search_field(""));
+
+    SearchMessage plain;
+    plain.text = [] { return std::string_view(text); };
+    int reads = 0;
+    SearchMessage cached;
+    cached.fields = &fields;
+    cached.text = [&reads] {
+        ++reads;
+        return std::string_view(text);
+    };
+    const char* programs[] = {
+        "SUBJECT \"GR\xc3\x9c\xc3\x9f"
+        "E AND\"",
+        "SUBJECT \"second\"",
+        "SUBJECT \"inner\"",
+        "SUBJECT \"decoy\"",
+        "FROM \"J\xc3\xb6rg\"",
+        "FROM \"inner.test\"",
+        "TO carol",
+        "TO \"bob <bob@\"",
+        "CC \"z\xc3\x9crich\"",
+        "BCC x",
+        "OR SUBJECT nope FROM joerg",
+        "NOT TO carol",
+        "SUBJECT \"\"",
+        "BCC \"\"",
+    };
+    for (const char* p : programs) {
+        INFO(p);
+        CHECK(match(p, cached) == match(p, plain));
+    }
+    CHECK(reads == 0);  // the cached fields answered, the message was not read
+    CHECK(match("HEADER X-Subject decoy", cached));  // any other field: from the message
+    CHECK(reads > 0);
+}

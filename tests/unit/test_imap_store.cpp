@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -247,8 +248,13 @@ TEST_CASE("store: create, rename with children, delete, subscriptions") {
 
 TEST_CASE("cache file: round trip, checksum, corrupt input refused") {
     CacheMap m;
-    m["1.a.host"] = CacheEntry{123, 456, "(\"env\")", "(\"TEXT\" \"PLAIN\")", "{4}\r\nx\ny\n"};
-    m["2.b host"] = CacheEntry{0, 0, "", "", ""};
+    m["1.a.host"] = CacheEntry{123,
+                               456,
+                               "(\"env\")",
+                               "(\"TEXT\" \"PLAIN\")",
+                               "{4}\r\nx\ny\n",
+                               "subject: lunch\nfrom: a <a@b>\n"};
+    m["2.b host"] = CacheEntry{0, 0, "", "", "", ""};
     std::string text = format_cache(m);
     auto back = parse_cache(text);
     REQUIRE(back);
@@ -256,7 +262,20 @@ TEST_CASE("cache file: round trip, checksum, corrupt input refused") {
     CHECK(back->at("1.a.host").vsize == 123);
     CHECK(back->at("1.a.host").date == 456);
     CHECK(back->at("1.a.host").bodystructure == "{4}\r\nx\ny\n");
+    CHECK(back->at("1.a.host").search_fields == "subject: lunch\nfrom: a <a@b>\n");
     CHECK(back->at("2.b host").envelope.empty());
+    CHECK(back->at("2.b host").search_fields.empty());
+    CHECK(text.starts_with("pillarbox-cache 2 "));
+    // The checksum sees every byte, whatever the length.
+    for (std::string_view x : {"", "a", "abcdefgh", "abcdefghi", "0123456789abcdef0"}) {
+        std::string y(x);
+        for (size_t i = 0; i < y.size(); ++i) {
+            std::string z = y;
+            z[i] = static_cast<char>(z[i] ^ 1);
+            CHECK(cache_checksum(z) != cache_checksum(y));
+        }
+        CHECK(cache_checksum(y + '\0') != cache_checksum(y));
+    }
     // Any changed byte, a cut, or another magic: refused.
     for (size_t i = 0; i < text.size(); i += 7) {
         std::string bad = text;
@@ -273,6 +292,19 @@ TEST_CASE("cache file: round trip, checksum, corrupt input refused") {
     CHECK(f.load_cache().size() == 2);
     put(t.path / "pillarbox-cache", "garbage");
     CHECK(f.load_cache().empty());
+    // A valid file of format 1 (no SEARCH fields) is outdated: ignored.
+    put(t.path / "pillarbox-cache", "pillarbox-cache 1 0000000000000000\n8 1 2 0 0 0\n1.a.host");
+    CHECK(f.load_cache().empty());
+    // Lengths that do not fit the file (or would wrap when added): refused.
+    for (std::string rec :
+         {"1 1 1 1 1 1 99\nxy", "1 1 1 18446744073709551615 1 1 1\nxyz", "1 1 1 1 1 1\nxyzab"}) {
+        std::string body = rec;
+        char sum[32];
+        std::snprintf(sum, sizeof sum, "%016llx",
+                      static_cast<unsigned long long>(cache_checksum(body)));
+        INFO(rec);
+        CHECK_FALSE(parse_cache("pillarbox-cache 2 " + std::string(sum) + "\n" + body));
+    }
 }
 
 TEST_CASE("folder: flags and expunge from the names last seen, a scan only when renamed") {
