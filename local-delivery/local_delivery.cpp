@@ -66,14 +66,16 @@ struct LocalDelivery::Task {
 };
 
 // A long-lived child that has dropped to (uid, gid[, extra_gid]) and takes
-// that user's mailbox writes one at a time (pool.hpp).
+// that user's mailbox writes, several in flight, answered in order and
+// stored in batches (pool.hpp).
 struct LocalDelivery::Worker {
     uid_t uid = 0;
     gid_t gid = 0;
     gid_t extra_gid = 0;  // a mail spool group (mbox), 0 for none
     pid_t pid = -1;
     std::unique_ptr<ipc::Connection> conn;
-    Task* busy = nullptr;
+    std::deque<Task*> busy;  // jobs sent and not yet answered, oldest first
+    size_t mbox_jobs = 0;    // of them, mbox writes (never batched with others)
     size_t jobs = 0;
     EventPtr idle;
     LocalDelivery* owner = nullptr;
@@ -88,6 +90,14 @@ constexpr size_t kLogValue = 80;
 // burst does not stay, and no process lives for ever.
 constexpr timeval kWorkerIdle{10, 0};
 constexpr size_t kWorkerMaxJobs = 1000;
+// Workers of one (uid, gid, group) that take Maildir jobs at once before
+// such jobs queue up on them: one, so that every concurrent delivery of a
+// user (and of every virtual user, who share one uid) meets in the same
+// batch, with one fsync of new/ per Maildir (pool.hpp); the batch's file
+// fsyncs run in parallel in the worker. mbox jobs may wait for a lock for a
+// long time: they never queue behind others, nor others behind them (a
+// worker of their own, as before batching).
+constexpr size_t kWorkersPerUser = 1;
 
 std::string esc(std::string_view v) {
     return ipc::escape_value(v, kLogValue);
@@ -186,7 +196,7 @@ void LocalDelivery::on_stop(ServiceContext&) {
     waiting_.clear();
     for (auto it = workers_.begin(); it != workers_.end();) {
         Worker* w = (it++)->get();
-        if (!w->busy) close_worker(w);
+        if (w->busy.empty()) close_worker(w);
     }
     maybe_exit();
 }
@@ -623,43 +633,54 @@ void LocalDelivery::spawn_on_worker(std::unique_ptr<Task> t) {
     gid_t extra = 0;
     if (!t->maildir)
         if (auto g = spool_group(t->mailbox, t->uid)) extra = *g;
+    // The user's least busy worker; a new one when none is idle and the user
+    // has fewer than kWorkersPerUser, or when every one has a full batch.
     Worker* w = nullptr;
+    size_t same = 0;
     for (auto& x : workers_) {
-        if (!x->busy && x->uid == t->uid && x->gid == t->gid && x->extra_gid == extra && x->conn &&
-            x->conn->is_open()) {
-            w = x.get();
-            break;
-        }
+        if (x->uid != t->uid || x->gid != t->gid || x->extra_gid != extra || !x->conn ||
+            !x->conn->is_open() || x->jobs + x->busy.size() >= kWorkerMaxJobs || x->mbox_jobs > 0)
+            continue;
+        ++same;
+        if (!w || x->busy.size() < w->busy.size()) w = x.get();
     }
-    if (!w) {
+    bool full = w && (w->busy.size() >= kWorkerMaxBatch || (!t->maildir && !w->busy.empty()));
+    if (!w || full || (!w->busy.empty() && same < kWorkersPerUser)) {
         // At most `concurrency` workers: the least recently used idle one
-        // makes room (there is one: fewer deliveries than that are running).
-        if (workers_.size() >= limits_.concurrency) {
+        // makes room (there is one: fewer deliveries than that are running,
+        // and every worker has one at least).
+        bool room = workers_.size() < limits_.concurrency;
+        if (!room) {
             for (auto it = workers_.rbegin(); it != workers_.rend(); ++it) {
-                if (!(*it)->busy) {
+                if ((*it)->busy.empty()) {
                     close_worker(it->get());
+                    room = true;
                     break;
                 }
             }
         }
-        w = start_worker(t->uid, t->gid, extra);
-        if (!w) {
-            int e = errno;
-            return finish_rcpt(t->request, t->index, outcome_for_errno(e, "fork"));
+        if (room || !w || full) {
+            Worker* fresh = start_worker(t->uid, t->gid, extra);
+            if (!fresh && (!w || full)) {
+                int e = errno;
+                return finish_rcpt(t->request, t->index, outcome_for_errno(e, "fork"));
+            }
+            if (fresh) w = fresh;
         }
     }
     auto m = job_message(make_job(*t));
     if (!m || !w->conn->send(std::move(*m))) {
         log::error(esc(t->request->queue_id), ": cannot hand a delivery to the worker of ",
                    esc(t->user), ": ", m ? "send failed" : m.error().message);
-        close_worker(w);
+        drop_worker(w);
         return finish_rcpt(t->request, t->index,
                            {Verdict::Deferred, "4.3.0", "delivery process failed"});
     }
     if (w->idle) event_del(w->idle.get());
     workers_.splice(workers_.begin(), workers_, w->self);  // most recently used first
     Task* raw = t.get();
-    w->busy = raw;
+    w->busy.push_back(raw);
+    if (!raw->maildir) ++w->mbox_jobs;
     raw->worker = w;
     running_[raw] = std::move(t);
 }
@@ -710,7 +731,7 @@ LocalDelivery::Worker* LocalDelivery::start_worker(uid_t uid, gid_t gid, gid_t e
         base_, std::move(ours), kWorkerProtocol,
         [this, raw](ipc::Message&& m) { on_worker_message(raw, std::move(m)); },
         [this, raw](const ipc::IpcError& e) {
-            if (e.code != ipc::IpcErrc::Eof || raw->busy)
+            if (e.code != ipc::IpcErrc::Eof || !raw->busy.empty())
                 log::warn("delivery worker ", raw->pid, " (uid ", raw->uid, "): ", e.text);
             on_worker_closed(raw);
         });
@@ -718,20 +739,24 @@ LocalDelivery::Worker* LocalDelivery::start_worker(uid_t uid, gid_t gid, gid_t e
 }
 
 void LocalDelivery::on_worker_message(Worker* w, ipc::Message&& m) {
-    Task* raw = w->busy;
-    if (!raw || m.name() != "report") {
+    if (w->busy.empty() || m.name() != "report") {
         log::error("delivery worker ", w->pid, " (uid ", w->uid, ") sent a '", m.name(),
                    "' unasked; closing it");
         return on_worker_closed(w);
     }
+    // Reports come in the order of the jobs.
+    Task* raw = w->busy.front();
+    w->busy.pop_front();
+    if (!raw->maildir && w->mbox_jobs > 0) --w->mbox_jobs;
     std::string output(m.get_bytes("report").value_or(""));
-    w->busy = nullptr;
     raw->worker = nullptr;
     ++w->jobs;
-    if (w->jobs >= kWorkerMaxJobs || server_ == nullptr)
-        close_worker(w);
-    else if (w->idle)
-        event_add(w->idle.get(), &kWorkerIdle);
+    if (w->busy.empty()) {
+        if (w->jobs >= kWorkerMaxJobs || server_ == nullptr)
+            close_worker(w);
+        else if (w->idle)
+            event_add(w->idle.get(), &kWorkerIdle);
+    }
     auto it = running_.find(raw);
     if (it == running_.end()) return;
     std::unique_ptr<Task> t = std::move(it->second);
@@ -739,24 +764,36 @@ void LocalDelivery::on_worker_message(Worker* w, ipc::Message&& m) {
     complete(std::move(t), output, 0);
 }
 
-void LocalDelivery::on_worker_closed(Worker* w) {
-    // A worker that died (or broke the protocol) defers only the delivery
-    // it had in hand; the queue-manager tries it again later.
-    Task* raw = w->busy;
+void LocalDelivery::drop_worker(Worker* w) {
+    // Every delivery it had in hand is deferred; the queue-manager tries them
+    // again later. Starts nothing (callers may be inside start_tasks).
+    std::deque<Task*> tasks = std::move(w->busy);
+    w->busy.clear();
     close_worker(w);
-    if (!raw) return;
-    auto it = running_.find(raw);
-    if (it == running_.end()) return;
-    std::unique_ptr<Task> t = std::move(it->second);
-    running_.erase(it);
-    t->worker = nullptr;
-    complete(std::move(t), "", -1);
+    for (Task* raw : tasks) {
+        auto it = running_.find(raw);
+        if (it == running_.end()) continue;
+        std::unique_ptr<Task> t = std::move(it->second);
+        running_.erase(it);
+        t->worker = nullptr;
+        log::error(esc(t->request->queue_id), ": delivery worker for ", esc(t->user),
+                   " ended without a result");
+        finish_rcpt(t->request, t->index, {Verdict::Deferred, "4.3.0", "delivery process failed"});
+    }
+}
+
+void LocalDelivery::on_worker_closed(Worker* w) {
+    // A worker that died (or broke the protocol) defers only the deliveries
+    // it had in hand.
+    drop_worker(w);
+    start_tasks();
+    maybe_exit();
 }
 
 void LocalDelivery::close_worker(Worker* w) {
-    // Closing the channel ends the worker (it reads EOF between jobs).
+    // Closing the channel ends the worker (it reads EOF between batches).
     // Destroying the Connection from its own callback is allowed.
-    if (w->busy) w->busy->worker = nullptr;
+    for (Task* t : w->busy) t->worker = nullptr;
     unreaped_.push_back(w->pid);
     workers_.erase(w->self);
     reap_workers();
@@ -765,7 +802,7 @@ void LocalDelivery::close_worker(Worker* w) {
 void LocalDelivery::on_worker_idle_cb(evutil_socket_t, short, void* arg) noexcept {
     auto* w = static_cast<Worker*>(arg);
     LocalDelivery* self = w->owner;
-    if (!w->busy) self->close_worker(w);
+    if (w->busy.empty()) self->close_worker(w);
     self->reap_workers();
 }
 

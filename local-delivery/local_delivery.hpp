@@ -1,9 +1,10 @@
 // local-delivery's parent: serves local/local.sock (the queue-manager),
 // resolves each recipient with authd (`resolve`), and runs each target
 // (mailbox, command, file, forward; ~/.forward expansions) in a child that
-// drops to its user. Mailbox writes go to long-lived workers, one per
-// (uid, gid) at a time and reused for that user's next mailbox writes
-// (pool.hpp); commands, files and forwards get a one-shot child each.
+// drops to its user. Mailbox writes go to long-lived workers of their
+// (uid, gid), reused for that user's next mailbox writes, which take several
+// at once and store them as one batch (pool.hpp); commands, files and
+// forwards get a one-shot child each.
 // Deliveries in progress are bounded by local_delivery_concurrency
 // (commands by half of it), and so is the number of workers; the parent
 // never blocks on a child, it only waits for their pipes and sockets in the
@@ -71,6 +72,7 @@ class LocalDelivery {
     Worker* start_worker(uid_t uid, gid_t gid, gid_t extra_gid);
     void on_worker_message(Worker* w, ipc::Message&& m);
     void on_worker_closed(Worker* w);
+    void drop_worker(Worker* w);
     void close_worker(Worker* w);
     static void on_worker_idle_cb(evutil_socket_t, short, void* arg) noexcept;
     void reap_workers();

@@ -1,6 +1,7 @@
 #include "local-delivery/pool.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 
 #include <cerrno>
 
@@ -44,19 +45,49 @@ std::optional<Job> job_from_message(ipc::Message& m, UniqueFd& fd) {
     return job;
 }
 
+namespace {
+
+// True when a frame (or the end of the channel) is waiting to be read.
+bool readable_now(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    int n;
+    while ((n = ::poll(&p, 1, 0)) < 0 && errno == EINTR) {
+    }
+    return n > 0;
+}
+
+}  // namespace
+
 bool serve_worker(int fd, const WorkerLimits& limits) {
     if (!ipc::handshake(fd, kWorkerProtocol).ok()) return false;
     for (;;) {
-        auto m = ipc::recv_frame(fd, kWorkerProtocol);
-        if (!m) return m.error().code == ipc::IpcErrc::Eof;
-        UniqueFd message;
-        auto job = job_from_message(*m, message);
-        if (!job) return false;
-        std::string report = run_job(*job, limits);
-        message.reset();
-        auto r = ipc::Message::named(kWorkerProtocol, "report");
-        r.set_bytes("report", report);
-        if (!ipc::send_frame(fd, r).ok()) return false;
+        // A batch: the first job (waiting for it), then whatever else the
+        // parent has sent meanwhile (never waiting for more).
+        std::vector<Job> jobs;
+        std::vector<UniqueFd> fds;
+        bool eof = false;
+        while (jobs.size() < kWorkerMaxBatch && (jobs.empty() || readable_now(fd))) {
+            auto m = ipc::recv_frame(fd, kWorkerProtocol);
+            if (!m) {
+                if (m.error().code != ipc::IpcErrc::Eof) return false;
+                eof = true;  // answer what was taken, then end
+                break;
+            }
+            UniqueFd message;
+            auto job = job_from_message(*m, message);
+            if (!job) return false;
+            jobs.push_back(std::move(*job));
+            fds.push_back(std::move(message));
+        }
+        if (jobs.empty()) return eof;
+        std::vector<std::string> reports = run_jobs(jobs, limits);
+        fds.clear();
+        for (const std::string& report : reports) {
+            auto r = ipc::Message::named(kWorkerProtocol, "report");
+            r.set_bytes("report", report);
+            if (!ipc::send_frame(fd, r).ok()) return false;
+        }
+        if (eof) return true;
     }
 }
 

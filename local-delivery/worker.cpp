@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 
 #include "common/mailbox/headers.hpp"
 #include "common/mailbox/maildir.hpp"
@@ -139,12 +140,23 @@ Outcome forward(const Job& job, const std::string& message) {
 
 }  // namespace
 
-Outcome deliver(const Job& job, const WorkerLimits& limits) {
-    std::string message;
+namespace {
+
+// The message of a job, read and checked for a loop; a verdict other than
+// Sent ends the job.
+Outcome load(const Job& job, const WorkerLimits& limits, std::string& message) {
     if (Outcome o = read_message(job.message_fd, limits, message); o.verdict != Verdict::Sent)
         return o;
     if (auto loop = mailbox::detect_loop(message, job.rcpt))
         return {Verdict::Failed, "5.4.6", "mail loop (" + *loop + ")"};
+    return {Verdict::Sent, "", ""};
+}
+
+}  // namespace
+
+Outcome deliver(const Job& job, const WorkerLimits& limits) {
+    std::string message;
+    if (Outcome o = load(job, limits, message); o.verdict != Verdict::Sent) return o;
     if (job.kind == JobKind::Forward) return forward(job, message);
     std::string head = mailbox::delivery_headers(message, job.sender, job.rcpt);
     switch (job.kind) {
@@ -238,21 +250,91 @@ DotForward read_dotforward(const std::string& home, uid_t uid, size_t max_size) 
     return d;
 }
 
+namespace {
+
+// The ~/.forward step of a mailbox job: a complete report when the file
+// decides the job (its text, or an error), else nullopt with any note
+// appended to `notes`.
+std::optional<std::string> dotforward_step(const Job& job, const WorkerLimits& limits,
+                                           std::string& notes) {
+    if (job.kind != JobKind::Mailbox || !job.dotforward) return std::nullopt;
+    DotForward d = read_dotforward(job.home, geteuid(), limits.max_dotforward);
+    switch (d.state) {
+        case DotForward::State::Text:
+            return "dotforward " + std::to_string(d.text.size()) + "\n" + d.text;
+        case DotForward::State::Error:
+            return encode_outcome(d.error);
+        case DotForward::State::None:
+            if (!d.note.empty()) notes += "note " + one_line(d.note, limits.max_outcome) + "\n";
+            break;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 std::string run_job(const Job& job, const WorkerLimits& limits) {
     std::string out;
-    if (job.kind == JobKind::Mailbox && job.dotforward) {
-        DotForward d = read_dotforward(job.home, geteuid(), limits.max_dotforward);
-        switch (d.state) {
-            case DotForward::State::Text:
-                return "dotforward " + std::to_string(d.text.size()) + "\n" + d.text;
-            case DotForward::State::Error:
-                return encode_outcome(d.error);
-            case DotForward::State::None:
-                if (!d.note.empty()) out += "note " + one_line(d.note, limits.max_outcome) + "\n";
-                break;
-        }
-    }
+    if (auto done = dotforward_step(job, limits, out)) return *done;
     return out + encode_outcome(deliver(job, limits));
+}
+
+std::vector<std::string> run_jobs(const std::vector<Job>& jobs, const WorkerLimits& limits,
+                                  size_t batch_bytes) {
+    std::vector<std::string> reports(jobs.size());
+    // The Maildir writes waiting for the group's commit.
+    struct Staged {
+        size_t job;
+        std::string content;
+    };
+    std::vector<Staged> staged;
+    size_t staged_bytes = 0;
+    auto commit = [&] {
+        if (staged.empty()) return;
+        std::vector<mailbox::MaildirItem> items;
+        items.reserve(staged.size());
+        for (const Staged& x : staged) {
+            const Job& j = jobs[x.job];
+            items.push_back({j.mailbox, x.content, j.host, j.counter});
+        }
+        mailbox::MaildirBatchOptions opt;
+        opt.create_missing = true;
+        auto results = mailbox::maildir_deliver_batch(items, opt);
+        for (size_t k = 0; k < staged.size(); ++k) {
+            Outcome o{Verdict::Sent, "2.0.0", "delivered to maildir"};
+            if (!results[k]) {
+                const Error& e = results[k].error();
+                o = outcome_for_errno(e.sys_errno ? e.sys_errno : EIO, e.message);
+            }
+            reports[staged[k].job] += encode_outcome(o);
+        }
+        staged.clear();
+        staged_bytes = 0;
+    };
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        const Job& job = jobs[i];
+        if (auto done = dotforward_step(job, limits, reports[i])) {
+            reports[i] = *done;
+            continue;
+        }
+        if (job.kind != JobKind::Mailbox || !job.format_maildir) {
+            reports[i] += encode_outcome(deliver(job, limits));
+            continue;
+        }
+        std::string message;
+        if (Outcome o = load(job, limits, message); o.verdict != Verdict::Sent) {
+            reports[i] += encode_outcome(o);
+            continue;
+        }
+        std::string content = mailbox::delivery_headers(message, job.sender, job.rcpt);
+        content += message;
+        message.clear();
+        staged_bytes += content.size();
+        staged.push_back({i, std::move(content)});
+        if (staged_bytes >= batch_bytes) commit();
+    }
+    commit();
+    return reports;
 }
 
 std::optional<ChildReport> parse_report(std::string_view bytes, const WorkerLimits& limits) {

@@ -79,6 +79,17 @@ struct Job {
 // usable ~/.forward, which the parent expands into new jobs.
 std::string run_job(const Job& job, const WorkerLimits& limits = {});
 
+// Runs several jobs as one group commit (a pooled worker's batch, pool.hpp)
+// and returns one run_job report per job, in order. Maildir mailbox writes
+// are stored together (mailbox::maildir_deliver_batch: the files' fsyncs at
+// once, then one fsync of each new/ for all of its messages), in groups of
+// at most `batch_bytes` of message data; every other job runs as run_job
+// would, in turn. A job is reported sent only when its own file and new/
+// entry are durable: one failed write, fsync or link fails that job alone,
+// a failed fsync of new/ the jobs linked into that new/.
+std::vector<std::string> run_jobs(const std::vector<Job>& jobs, const WorkerLimits& limits = {},
+                                  size_t batch_bytes = size_t{16} << 20);
+
 // Runs one delivery in the current process (the caller has dropped).
 Outcome deliver(const Job& job, const WorkerLimits& limits = {});
 

@@ -1,8 +1,15 @@
 #include "common/mailbox/maildir.hpp"
 
+#include <fcntl.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <functional>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <utility>
 
 #include "common/spool/atomic_write.hpp"
 
@@ -59,23 +66,150 @@ Status ensure_maildir(const std::string& maildir_in, sys::Sys& s) {
     return {};
 }
 
-Result<MaildirDelivery> maildir_deliver(const std::string& maildir_in, std::string_view content,
+namespace {
+
+// Runs every function, on threads when asked and there is more than one
+// (the last one on this thread); a thread that cannot be made runs its
+// function here instead.
+void run_all(std::vector<std::function<void()>>& fns, bool parallel) {
+    if (!parallel || fns.size() < 2) {
+        for (auto& f : fns) f();
+        return;
+    }
+    std::vector<std::thread> threads;
+    threads.reserve(fns.size() - 1);
+    for (size_t i = 0; i + 1 < fns.size(); ++i) {
+        try {
+            threads.emplace_back(fns[i]);
+        } catch (const std::system_error&) {
+            fns[i]();
+        }
+    }
+    fns.back()();
+    for (auto& t : threads) t.join();
+}
+
+Result<void, int> fsync_retry(sys::Sys& s, int fd) {
+    auto r = sys::retry_eintr([&] { return s.fsync(fd); });
+    if (!r.ok()) return Err<int>{r.error()};
+    return {};
+}
+
+struct Staged {
+    std::string maildir;  // without a trailing '/'
+    std::string temp;     // tmp/NAME
+    std::string target;   // new/NAME
+    int fd = -1;
+    int fsync_errno = 0;
+    bool linked = false;
+    std::optional<Error> error;
+};
+
+Result<int, int> create_temp(sys::Sys& s, const std::string& path) {
+    auto r = sys::retry_eintr(
+        [&] { return s.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600); });
+    if (!r.ok()) return Err<int>{r.error()};
+    return static_cast<int>(r.value());
+}
+
+}  // namespace
+
+std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<MaildirItem>& items,
+                                                           const MaildirBatchOptions& options,
+                                                           sys::Sys& s) {
+    std::vector<Staged> st(items.size());
+    pid_t pid = s.getpid();
+    // 1. tmp/NAME, written (not yet synced).
+    for (size_t i = 0; i < items.size(); ++i) {
+        const MaildirItem& it = items[i];
+        Staged& x = st[i];
+        x.maildir = strip_slash(it.maildir);
+        timeval tv{};
+        gettimeofday(&tv, nullptr);
+        UniqueParts parts{tv.tv_sec,        static_cast<long>(tv.tv_usec), pid, it.counter, it.host,
+                          it.content.size()};
+        if (it.content.ends_with('\n')) parts.virtual_size = virtual_size(it.content);
+        std::string name = maildir_unique_name(parts);
+        x.temp = x.maildir + "/tmp/" + name;
+        x.target = x.maildir + "/new/" + name;
+        auto fd = create_temp(s, x.temp);
+        if (!fd.ok() && fd.error() == ENOENT && options.create_missing) {
+            if (auto e = ensure_maildir(x.maildir, s); !e) {
+                x.error = e.error();
+                continue;
+            }
+            fd = create_temp(s, x.temp);
+        }
+        if (!fd.ok()) {
+            x.error = fail_errno("create " + x.temp, fd.error()).error;
+            continue;
+        }
+        x.fd = fd.value();
+        if (auto w = sys::write_all(s, x.fd, it.content); !w.ok()) {
+            x.error = fail_errno("write " + x.temp, w.error()).error;
+            (void)s.close(std::exchange(x.fd, -1));
+            (void)s.unlink(x.temp);
+        }
+    }
+    // 2. Every file's fsync, at once.
+    std::vector<std::function<void()>> syncs;
+    for (Staged& x : st)
+        if (x.fd >= 0)
+            syncs.emplace_back([&s, &x] {
+                auto r = fsync_retry(s, x.fd);
+                if (!r.ok()) x.fsync_errno = r.error();
+            });
+    run_all(syncs, options.parallel_fsync);
+    // 3. new/NAME (never replacing a file), tmp/NAME gone.
+    std::vector<std::string> dirs;  // the Maildirs linked into, once each
+    for (Staged& x : st) {
+        if (x.fd < 0) continue;
+        auto c = s.close(std::exchange(x.fd, -1));
+        if (x.fsync_errno != 0) {
+            x.error = fail_errno("fsync " + x.temp, x.fsync_errno).error;
+        } else if (!c.ok() && c.error() != EINTR) {
+            x.error = fail_errno("close " + x.temp, c.error()).error;
+        } else if (auto l = s.link(x.temp, x.target); !l.ok()) {
+            x.error = fail_errno("link " + x.temp + " to " + x.target, l.error()).error;
+        } else {
+            x.linked = true;
+            if (std::find(dirs.begin(), dirs.end(), x.maildir) == dirs.end())
+                dirs.push_back(x.maildir);
+        }
+        (void)s.unlink(x.temp);
+    }
+    // 4. One fsync of each new/, for all of its messages.
+    std::vector<std::optional<Error>> dir_errors(dirs.size());
+    std::vector<std::function<void()>> dir_syncs;
+    for (size_t d = 0; d < dirs.size(); ++d)
+        dir_syncs.emplace_back([&s, &dirs, &dir_errors, d] {
+            if (auto r = spool::fsync_dir(dirs[d] + "/new", s); !r) dir_errors[d] = r.error();
+        });
+    run_all(dir_syncs, options.parallel_fsync);
+    std::vector<Result<MaildirDelivery>> out;
+    out.reserve(st.size());
+    for (Staged& x : st) {
+        if (x.linked) {
+            size_t d =
+                static_cast<size_t>(std::find(dirs.begin(), dirs.end(), x.maildir) - dirs.begin());
+            if (dir_errors[d]) {
+                x.error = dir_errors[d];
+                (void)s.unlink(x.target);
+            }
+        }
+        if (x.error)
+            out.emplace_back(Err{*x.error});
+        else
+            out.emplace_back(MaildirDelivery{x.target});
+    }
+    return out;
+}
+
+Result<MaildirDelivery> maildir_deliver(const std::string& maildir, std::string_view content,
                                         std::string_view host, uint64_t counter, sys::Sys& s) {
-    std::string maildir = strip_slash(maildir_in);
-    timeval tv{};
-    gettimeofday(&tv, nullptr);
-    UniqueParts parts{tv.tv_sec,         static_cast<long>(tv.tv_usec),
-                      s.getpid(),        counter,
-                      std::string(host), content.size()};
-    if (content.ends_with('\n')) parts.virtual_size = virtual_size(content);
-    std::string name = maildir_unique_name(parts);
-    std::string target = maildir + "/new/" + name;
-    spool::AtomicWriteOptions opt;
-    opt.mode = 0600;
-    opt.temp_dir = maildir + "/tmp";
-    opt.replace = false;  // a name collision is an error, never an overwrite
-    if (auto st = spool::atomic_write(target, content, opt, s); !st) return Err{st.error()};
-    return MaildirDelivery{target};
+    std::vector<MaildirItem> one{{maildir, content, std::string(host), counter}};
+    auto r = maildir_deliver_batch(one, {}, s);
+    return std::move(r.front());
 }
 
 }  // namespace pbx::mailbox

@@ -1,7 +1,7 @@
 // Maildir delivery (DESIGN.md §5, §6; the layout Dovecot and Courier use):
 // write tmp/NAME, fsync, link it to new/NAME (never replacing a file that is
-// there), unlink tmp/NAME, fsync new/. spool::atomic_write does exactly this
-// with temp_dir = tmp/ and replace = false.
+// there), unlink tmp/NAME, fsync new/. maildir_deliver_batch does this for
+// several messages with one fsync of new/ for all of them.
 //
 // Unique names, as Dovecot makes them:
 //   <secs>.M<usecs>P<pid>Q<counter>.<host>,S=<size>[,W=<virtual size>]
@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "common/spool/sys.hpp"
@@ -53,9 +54,38 @@ struct MaildirDelivery {
 // and W= when the content ends with a line end (mail that came by SMTP
 // always does; otherwise POP3's size, with the CRLF it adds, would differ).
 // The result names the file in new/. On failure nothing is left in new/ (a
-// tmp/ leftover is removed as well).
+// tmp/ leftover is removed as well). A batch of one (below).
 Result<MaildirDelivery> maildir_deliver(const std::string& maildir, std::string_view content,
                                         std::string_view host, uint64_t counter,
                                         sys::Sys& s = sys::real());
+
+// Group commit of several deliveries (local-delivery's workers, see
+// local-delivery(8) PROCESS MODEL). Every item is written to tmp/NAME and
+// its file fsynced (the fsyncs of a batch run at once, on threads, so that
+// the disk can serve them with one flush), then linked to new/NAME and its
+// tmp/ name removed; then every new/ directory the batch linked into is
+// fsynced ONCE, for all of its items. An item succeeds only when its file
+// and its new/ entry are both durable; an item that failed at any step is
+// removed from new/ again (after a failed fsync of new/ too: the retry by
+// the queue must not meet a copy that may or may not survive a crash; if
+// that unlink fails as well, the retry makes at worst a duplicate).
+struct MaildirItem {
+    std::string maildir;
+    std::string_view content;  // the caller keeps it alive
+    std::string host;
+    uint64_t counter = 0;
+};
+struct MaildirBatchOptions {
+    // When tmp/ is missing, make the Maildir (ensure_maildir) and try once
+    // more: deliveries make it only when they find it missing.
+    bool create_missing = false;
+    // fsyncs on threads (a batch of more than one). false for a sys::Sys that
+    // is not thread-safe (tests' FakeSys).
+    bool parallel_fsync = true;
+};
+// One result per item, in order.
+std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<MaildirItem>& items,
+                                                           const MaildirBatchOptions& options = {},
+                                                           sys::Sys& s = sys::real());
 
 }  // namespace pbx::mailbox

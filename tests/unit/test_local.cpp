@@ -577,3 +577,122 @@ TEST_CASE("pool: a worker that gets something other than a job ends", "[local][p
     CHECK(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 1);
 }
+
+TEST_CASE("run_jobs: a batch answers every job in order, each with its own outcome",
+          "[local][pool]") {
+    TempDir d;
+    std::string md = d.path + "/Maildir", other = d.path + "/Other";
+    spit(d.path + "/file", "not a directory\n");
+    auto msg = message_fd(kMessage);
+    auto looped = message_fd("Delivered-To: alice@example.test\r\nSubject: again\r\n\r\nx\r\n");
+    auto job = [&](const std::string& mailbox, int fd, uint64_t counter) {
+        Job j;
+        j.message_fd = fd;
+        j.sender = "s@example.net";
+        j.rcpt = "alice@example.test";
+        j.mailbox = mailbox;
+        j.host = "h";
+        j.counter = counter;
+        return j;
+    };
+    std::vector<Job> jobs{
+        job(md, msg.get(), 1),                        // made, then stored
+        job(d.path + "/file/Maildir", msg.get(), 2),  // cannot be made: deferred
+        job(md, looped.get(), 3),                     // a loop: failed, nothing stored
+        job(other, msg.get(), 4),                     // another Maildir of the batch
+        job(md, msg.get(), 5),
+    };
+    Job mbox = job(d.path + "/mbox", msg.get(), 6);
+    mbox.format_maildir = false;
+    jobs.push_back(mbox);
+    auto reports = run_jobs(jobs);
+    REQUIRE(reports.size() == jobs.size());
+    std::vector<Verdict> expect{Verdict::Sent, Verdict::Deferred, Verdict::Failed,
+                                Verdict::Sent, Verdict::Sent,     Verdict::Sent};
+    for (size_t i = 0; i < reports.size(); ++i) {
+        INFO(i << ": " << reports[i]);
+        auto r = parse_report(reports[i]);
+        REQUIRE(r);
+        REQUIRE(r->outcome);
+        CHECK(r->outcome->verdict == expect[i]);
+    }
+    CHECK(parse_report(reports[2])->outcome->dsn == "5.4.6");
+    CHECK(parse_report(reports[5])->outcome->text == "delivered to mbox");
+    CHECK(count_files(md + "/new") == 2);
+    CHECK(count_files(other + "/new") == 1);
+    CHECK(count_files(md + "/tmp") == 0);
+    CHECK(slurp(d.path + "/mbox").find("From the body") != std::string::npos);
+
+    SECTION("a small byte budget commits in several groups, with the same outcomes") {
+        auto again = run_jobs(jobs, WorkerLimits{}, 1);
+        REQUIRE(again.size() == jobs.size());
+        for (size_t i = 0; i < again.size(); ++i) {
+            INFO(i << ": " << again[i]);
+            CHECK(parse_report(again[i])->outcome->verdict == expect[i]);
+        }
+        CHECK(count_files(md + "/new") == 4);
+    }
+}
+
+TEST_CASE("pool: several jobs in flight on one worker, answered in order; one failure alone",
+          "[local][pool]") {
+    TempDir d;
+    std::string md = d.path + "/Maildir";
+    spit(d.path + "/file", "not a directory\n");
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pbx::UniqueFd parent(sv[0]), child(sv[1]);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(parent.release());
+        _exit(serve_worker(child.get()) ? 0 : 1);
+    }
+    child.reset();
+    REQUIRE(pbx::ipc::handshake(parent.get(), kWorkerProtocol, 10s).ok());
+    // Ten jobs sent without waiting (the worker takes what has arrived as a
+    // batch); the fourth cannot be stored.
+    constexpr uint64_t kJobs = 10;
+    for (uint64_t i = 1; i <= kJobs; ++i) {
+        auto msg = message_fd(kMessage);
+        Job job;
+        job.message_fd = msg.get();
+        job.sender = "s@example.net";
+        job.rcpt = "alice@example.test";
+        job.mailbox = i == 4 ? d.path + "/file/Maildir" : md;
+        job.host = "h";
+        job.counter = i;
+        auto m = job_message(job);
+        REQUIRE(m);
+        REQUIRE(pbx::ipc::send_frame(parent.get(), *m, 10s).ok());
+    }
+    for (uint64_t i = 1; i <= kJobs; ++i) {
+        INFO(i);
+        auto r = pbx::ipc::recv_frame(parent.get(), kWorkerProtocol, 10s);
+        REQUIRE(r);
+        REQUIRE(r->name() == "report");
+        auto rep = parse_report(std::string(*r->get_bytes("report")));
+        REQUIRE(rep);
+        REQUIRE(rep->outcome);
+        CHECK(rep->outcome->verdict == (i == 4 ? Verdict::Deferred : Verdict::Sent));
+    }
+    CHECK(count_files(md + "/new") == kJobs - 1);
+    CHECK(count_files(md + "/tmp") == 0);
+    // Every stored file names its own job's counter: none was answered for
+    // another.
+    for (uint64_t i = 1; i <= kJobs; ++i) {
+        bool found = false;
+        DIR* dir = opendir((md + "/new").c_str());
+        REQUIRE(dir);
+        std::string q = "Q" + std::to_string(i) + ".h,";
+        while (dirent* e = readdir(dir))
+            found = found || std::string(e->d_name).find(q) != std::string::npos;
+        closedir(dir);
+        CHECK(found == (i != 4));
+    }
+    parent.reset();
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+}

@@ -129,6 +129,122 @@ TEST_CASE("maildir delivery: tmp -> new, mode 0600, never overwrite") {
     }
 }
 
+TEST_CASE("maildir batch: one fsync of each new/ for all of its messages") {
+    TempDir t;
+    std::string a = (t.path / "a").string(), b = (t.path / "b").string();
+    REQUIRE(ensure_maildir(a).ok());
+    REQUIRE(ensure_maildir(b).ok());
+    std::vector<MaildirItem> items{{a, "one\n", "h", 1},
+                                   {a + "/", "two\n", "h", 2},
+                                   {b, "three\n", "h", 3},
+                                   {a, "four\n", "h", 4}};
+    sys::FakeSys s;
+    MaildirBatchOptions opt;
+    opt.parallel_fsync = false;  // FakeSys counts on one thread
+    auto r = maildir_deliver_batch(items, opt, s);
+    REQUIRE(r.size() == 4);
+    for (size_t i = 0; i < r.size(); ++i) {
+        INFO(i);
+        REQUIRE(r[i].ok());
+        CHECK(slurp(r[i]->path) == items[i].content);
+    }
+    CHECK(files_in(a + "/new").size() == 3);
+    CHECK(files_in(b + "/new").size() == 1);
+    CHECK(files_in(a + "/tmp").empty());
+    CHECK(files_in(b + "/tmp").empty());
+    // Four files, two directories: every file's fsync comes before any link,
+    // and the fsyncs of new/ after every link.
+    CHECK(s.calls(sys::Op::Fsync) == 6);
+    CHECK(s.calls(sys::Op::Link) == 4);
+    std::vector<std::string> order;
+    for (const auto& line : s.trace())
+        if (line.starts_with("fsync") || line.starts_with("link"))
+            order.push_back(line.substr(0, 4));
+    CHECK(order == std::vector<std::string>{"fsyn", "fsyn", "fsyn", "fsyn", "link", "link", "link",
+                                            "link", "fsyn", "fsyn"});
+
+    SECTION("on threads, with the real syscalls") {
+        std::vector<std::string> texts;
+        for (int i = 0; i < 12; ++i) texts.push_back("message " + std::to_string(i) + "\n");
+        std::vector<MaildirItem> many;
+        for (int i = 0; i < 12; ++i)
+            many.push_back(
+                {i % 3 ? a : b, texts[static_cast<size_t>(i)], "h", static_cast<uint64_t>(10 + i)});
+        auto rr = maildir_deliver_batch(many);
+        REQUIRE(rr.size() == 12);
+        for (size_t i = 0; i < rr.size(); ++i) {
+            INFO(i);
+            REQUIRE(rr[i].ok());
+            CHECK(slurp(rr[i]->path) == texts[i]);
+        }
+        CHECK(files_in(a + "/new").size() == 3 + 8);
+        CHECK(files_in(b + "/new").size() == 1 + 4);
+    }
+}
+
+TEST_CASE("maildir batch: a failure fails its own item, never another's") {
+    TempDir t;
+    std::string a = (t.path / "a").string(), b = (t.path / "b").string();
+    REQUIRE(ensure_maildir(a).ok());
+    REQUIRE(ensure_maildir(b).ok());
+    MaildirBatchOptions opt;
+    opt.parallel_fsync = false;
+    std::vector<MaildirItem> items{
+        {a, "one\n", "h", 1}, {a, "two\n", "h", 2}, {b, "three\n", "h", 3}};
+
+    SECTION("a failed write or file fsync: that item only, nothing of it left") {
+        for (sys::Op op : {sys::Op::Write, sys::Op::Fsync}) {
+            INFO(sys::op_name(op));
+            sys::FakeSys s;
+            s.fail(op, EIO, 2);  // the second item's
+            auto r = maildir_deliver_batch(items, opt, s);
+            REQUIRE(r.size() == 3);
+            CHECK(r[0].ok());
+            REQUIRE_FALSE(r[1].ok());
+            CHECK(r[1].error().sys_errno == EIO);
+            CHECK(r[2].ok());
+            CHECK(files_in(a + "/tmp").empty());
+            for (const auto& f : files_in(a + "/new")) CHECK(slurp(f) != "two\n");
+        }
+        CHECK(files_in(a + "/new").size() == 2);
+        CHECK(files_in(b + "/new").size() == 2);
+    }
+    SECTION("a failed fsync of new/: the items linked into it fail and leave new/") {
+        sys::FakeSys s;
+        s.fail(sys::Op::Fsync, EIO, 4);  // three files, then a/new
+        auto r = maildir_deliver_batch(items, opt, s);
+        REQUIRE(r.size() == 3);
+        REQUIRE_FALSE(r[0].ok());
+        REQUIRE_FALSE(r[1].ok());
+        CHECK(r[0].error().sys_errno == EIO);
+        CHECK(r[2].ok());  // b/new synced
+        CHECK(files_in(a + "/new").empty());
+        CHECK(files_in(a + "/tmp").empty());
+        CHECK(files_in(b + "/new").size() == 1);
+    }
+    SECTION("a name already in new/ is never replaced") {
+        sys::FakeSys s;
+        s.fail(sys::Op::Link, EEXIST, 1);
+        auto r = maildir_deliver_batch(items, opt, s);
+        REQUIRE_FALSE(r[0].ok());
+        CHECK(r[0].error().sys_errno == EEXIST);
+        CHECK(r[1].ok());
+        CHECK(r[2].ok());
+        CHECK(files_in(a + "/tmp").empty());
+    }
+    SECTION("a missing Maildir is made when asked, else reported") {
+        std::string c = (t.path / "c").string();
+        std::vector<MaildirItem> one{{c, "x\n", "h", 9}};
+        auto r = maildir_deliver_batch(one, opt);
+        REQUIRE_FALSE(r[0].ok());
+        CHECK(r[0].error().sys_errno == ENOENT);
+        opt.create_missing = true;
+        r = maildir_deliver_batch(one, opt);
+        REQUIRE(r[0].ok());
+        CHECK(files_in(c + "/new").size() == 1);
+    }
+}
+
 TEST_CASE("mbox From line and mboxrd quoting") {
     CHECK(mbox_from_line("a@b", 0) == "From a@b Thu Jan  1 00:00:00 1970\n");
     CHECK(mbox_from_line("", 1764114717) == "From MAILER-DAEMON Tue Nov 25 23:51:57 2025\n");
