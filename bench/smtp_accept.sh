@@ -544,6 +544,18 @@ tree_cpu() {
     echo "$u $y"
 }
 
+# tree_switches ROOT: context switches (voluntary: the thread slept, waiting
+# for I/O or another process) of every thread of the process tree. Each is a
+# wake-up, which on a loaded machine waits for a core: the count says how
+# much a side's latency depends on the load. Threads that exited during a run
+# are not counted.
+tree_switches() {
+    local p
+    for p in $(tree_pids "$1"); do
+        cat /proc/"$p"/task/*/status 2>/dev/null
+    done | awk '$1 == "voluntary_ctxt_switches:" { v += $2 } END { print v + 0 }'
+}
+
 # tree_ticks_by_pid ROOT: "pid comm ticks" for every process of the tree
 # (ticks: user + system, reaped children included).
 tree_ticks_by_pid() {
@@ -586,9 +598,9 @@ for sessions in "$SESSIONS" 1; do
             sink_start
             if [ "$side" = pillarbox ]; then
                 pbx_start
-                d0=$(disk_snap) c0=$(tree_cpu "$PBX_MASTER_PID")
+                d0=$(disk_snap) c0=$(tree_cpu "$PBX_MASTER_PID") w0=$(tree_switches "$PBX_MASTER_PID")
                 secs=$(run_source "$PBX_PORT" "$sessions" "$n")
-                d1=$(disk_snap) c1=$(tree_cpu "$PBX_MASTER_PID")
+                d1=$(disk_snap) c1=$(tree_cpu "$PBX_MASTER_PID") w1=$(tree_switches "$PBX_MASTER_PID")
                 if [ "$MODE" != accept ]; then
                     queued=$(delivered)
                     pbx_stop
@@ -601,9 +613,9 @@ for sessions in "$SESSIONS" 1; do
             else
                 pf_start
                 pf_root=$(tr -d ' ' <"$PF_SPOOL/pid/master.pid")
-                d0=$(disk_snap) c0=$(tree_cpu "$pf_root")
+                d0=$(disk_snap) c0=$(tree_cpu "$pf_root") w0=$(tree_switches "$pf_root")
                 secs=$(run_source "$PF_PORT" "$sessions" "$n")
-                d1=$(disk_snap) c1=$(tree_cpu "$pf_root")
+                d1=$(disk_snap) c1=$(tree_cpu "$pf_root") w1=$(tree_switches "$pf_root")
                 if [ "$MODE" != accept ]; then queued=$(delivered); else queued="-"; fi
                 pf_stop
             fi
@@ -615,6 +627,7 @@ for sessions in "$SESSIONS" 1; do
             # shows (bench/RESULTS.md: ext4 without a journal).
             cpu=$(echo "$c0 $c1" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" '{
                 printf "cpu=%.2f+%.2f", ($3 - $1) * 1000 / hz / n, ($4 - $2) * 1000 / hz / n }')
+            cpu="$cpu sleeps=$(awk -v a="$w0" -v b="$w1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')"
             load=$(cut -d' ' -f1 /proc/loadavg)
             printf '%s %s %s %s %s %s %s load=%s %s %s: %s\n' "$sessions" "$n" "$run" "$side" "$secs" \
                 "$rate" "$queued" "$load" "$cpu" "$HOST_DISK" "$disk" >>"$RESULTS"
@@ -643,7 +656,7 @@ for sessions in "$SESSIONS" 1; do
     printf '| %s | %s | %s | %s | %s | %s (of %s) |\n' "$sessions" "$n" "$pbx" "$pf" "$ratio" "$envs" "$n"
 done
 echo
-echo "all runs (sessions messages run side seconds msg/s $COUNTED, load, the server's CPU ms/message user+system, the host disk's I/O during the run):"
+echo "all runs (sessions messages run side seconds msg/s $COUNTED, load, the server's CPU ms/message user+system, its threads' voluntary context switches per message, the host disk's I/O during the run):"
 sed 's/^/    /' "$RESULTS"
 fi  # PROFILE_ONLY
 
