@@ -90,14 +90,13 @@ constexpr size_t kLogValue = 80;
 // burst does not stay, and no process lives for ever.
 constexpr timeval kWorkerIdle{10, 0};
 constexpr size_t kWorkerMaxJobs = 1000;
-// Workers of one (uid, gid, group) that take Maildir jobs at once before
-// such jobs queue up on them: one, so that every concurrent delivery of a
-// user (and of every virtual user, who share one uid) meets in the same
-// batch, with one fsync of new/ per Maildir (pool.hpp); the batch's file
-// fsyncs run in parallel in the worker. mbox jobs may wait for a lock for a
-// long time: they never queue behind others, nor others behind them (a
-// worker of their own, as before batching).
-constexpr size_t kWorkersPerUser = 1;
+// A user's concurrent Maildir jobs all go to one of their workers (a second
+// one only when kWorkerMaxBatch are in flight on it), so that they meet in
+// the same batch, with one fsync of new/ per Maildir (pool.hpp); every
+// virtual user shares one uid, and so one worker. The batch's file fsyncs
+// run in parallel in the worker. mbox jobs may wait for a lock for a long
+// time: they never queue behind others, nor others behind them (a worker to
+// themselves while they run).
 
 std::string esc(std::string_view v) {
     return ipc::escape_value(v, kLogValue);
@@ -633,39 +632,33 @@ void LocalDelivery::spawn_on_worker(std::unique_ptr<Task> t) {
     gid_t extra = 0;
     if (!t->maildir)
         if (auto g = spool_group(t->mailbox, t->uid)) extra = *g;
-    // The user's least busy worker; a new one when none is idle and the user
-    // has fewer than kWorkersPerUser, or when every one has a full batch.
+    // A Maildir job joins the busiest of the user's workers that has room
+    // (what it has in flight is stored as one batch when it is ready); an
+    // mbox job takes an idle one. Else a new worker.
     Worker* w = nullptr;
-    size_t same = 0;
     for (auto& x : workers_) {
         if (x->uid != t->uid || x->gid != t->gid || x->extra_gid != extra || !x->conn ||
-            !x->conn->is_open() || x->jobs + x->busy.size() >= kWorkerMaxJobs || x->mbox_jobs > 0)
+            !x->conn->is_open() || x->jobs + x->busy.size() >= kWorkerMaxJobs || x->mbox_jobs > 0 ||
+            x->busy.size() >= kWorkerMaxBatch || (!t->maildir && !x->busy.empty()))
             continue;
-        ++same;
-        if (!w || x->busy.size() < w->busy.size()) w = x.get();
+        if (!w || x->busy.size() > w->busy.size()) w = x.get();
     }
-    bool full = w && (w->busy.size() >= kWorkerMaxBatch || (!t->maildir && !w->busy.empty()));
-    if (!w || full || (!w->busy.empty() && same < kWorkersPerUser)) {
+    if (!w) {
         // At most `concurrency` workers: the least recently used idle one
         // makes room (there is one: fewer deliveries than that are running,
         // and every worker has one at least).
-        bool room = workers_.size() < limits_.concurrency;
-        if (!room) {
+        if (workers_.size() >= limits_.concurrency) {
             for (auto it = workers_.rbegin(); it != workers_.rend(); ++it) {
                 if ((*it)->busy.empty()) {
                     close_worker(it->get());
-                    room = true;
                     break;
                 }
             }
         }
-        if (room || !w || full) {
-            Worker* fresh = start_worker(t->uid, t->gid, extra);
-            if (!fresh && (!w || full)) {
-                int e = errno;
-                return finish_rcpt(t->request, t->index, outcome_for_errno(e, "fork"));
-            }
-            if (fresh) w = fresh;
+        w = start_worker(t->uid, t->gid, extra);
+        if (!w) {
+            int e = errno;
+            return finish_rcpt(t->request, t->index, outcome_for_errno(e, "fork"));
         }
     }
     auto m = job_message(make_job(*t));

@@ -155,6 +155,58 @@ class LocalDeliveryTest(unittest.TestCase):
         self.assertEqual(len(added), 1)
         self.assertNotIn("P%dQ" % worker, added.pop())
 
+    def test_concurrent_deliveries_share_one_worker_batch(self):
+        """Deliveries in flight at once, to two virtual users (one uid) and an
+        mbox user, on one connection: every one answered, stored once, the
+        Maildir ones by one worker (they go to it without waiting, to be
+        stored in batches), the mbox one by another."""
+        before = {u: self.new_files(u) for u in ("alice", "bob")}
+        mbox = os.path.join(self.inst.mail_dir, "carol", "mbox")
+        marker = b"Delivered-To: carol@" + D.encode()
+
+        def in_mbox():
+            return read(mbox).count(marker) if os.path.exists(mbox) else 0
+
+        mbox_before = in_mbox()
+        rcpts = ["alice@" + D, "bob@" + D] * 6 + ["carol@" + D]
+        with tempfile.TemporaryFile() as f:
+            f.write(MESSAGE)
+            f.flush()
+            with pbx_ipc.Client(self.sock, DELIVERY, timeout=30) as c:
+                ids = {}
+                for rcpt in rcpts:
+                    rid = LocalDeliveryTest.next_id
+                    LocalDeliveryTest.next_id += 1
+                    ids[rid] = rcpt
+                    c.send("deliver", id=rid, queue_id="QBATCH%d" % rid,
+                           sender="sender@example.net", message=f.fileno(), size=len(MESSAGE),
+                           arrival=int(time.time()), rcpt=[rcpt], rcpt_orcpt=[""],
+                           rcpt_notify=[0])
+                results, done = {}, set()
+                while len(done) < len(ids):
+                    name, fields = c.recv(timeout=30)
+                    self.assertIn(fields["id"], ids)
+                    if name == "done":
+                        done.add(fields["id"])
+                    else:
+                        self.assertEqual(name, "rcpt_result")
+                        self.assertNotIn(fields["id"], results)
+                        results[fields["id"]] = fields
+        self.assertEqual(sorted(results), sorted(ids))
+        for rid, fields in results.items():
+            self.assertEqual(fields["status"], "sent", (ids[rid], fields))
+        pids = set()
+        for user in ("alice", "bob"):
+            added = self.new_files(user) - before[user]
+            self.assertEqual(len(added), 6, (user, added))
+            for path in added:
+                self.assertTrue(read(path).endswith(MESSAGE))
+                pids.add(re.search(r"P(\d+)Q", os.path.basename(path)).group(1))
+            self.assertEqual(os.listdir(os.path.join(self.inst.mail_dir, user, "Maildir", "tmp")),
+                             [])
+        self.assertEqual(len(pids), 1, pids)  # one worker for the uid's Maildir writes
+        self.assertEqual(in_mbox(), mbox_before + 1)
+
     def test_unknown_user(self):
         r = self.deliver(["nobody-here@" + D, "bob@" + D])
         self.assertEqual(r[0]["status"], "failed")
