@@ -701,7 +701,8 @@ profile() {
     # -ff: one file per thread, so that fsyncs overlapping in several threads
     # are never split into "<unfinished ...>" and "<... resumed>" lines (which
     # the count below would take for two calls).
-    strace -ff -qq -y -T -e trace=fsync,fdatasync,syncfs,sync -o "$out" "${args[@]}" &
+    strace -ff -qq -y -T -e trace=fsync,fdatasync,syncfs,sync,rename,renameat,renameat2,link,linkat \
+        -o "$out" "${args[@]}" &
     st=$!
     sleep 1
     secs=$(run_source "$PORT" "$sessions" "$n")
@@ -712,11 +713,13 @@ profile() {
     echo "$side, under strace:"
     # fsync(10</path/to/file>) = 0 <0.001234>: the kind of file from its path;
     # then per kind, latencies sorted, for the median and the 90th percentile.
-    awk '/fsync|sync\(/ {
+    awk '/^(fsync|fdatasync|syncfs|sync)\(/ {
             path = $0; sub(/^[^<]*</, "", path); sub(/>.*/, "", path)
             lat = $NF; gsub(/[<>]/, "", lat)
             if (path ~ /\.env\.tmp/) kind = "envelope-file"
-            else if (path ~ /\/(queue|incoming|active|deferred)$/) kind = "directory"
+            else if (path ~ /\/Maildir\/new$/) kind = "maildir-new/"
+            else if (path ~ /\/Maildir\/tmp\//) kind = "maildir-file"
+            else if (path ~ /\/(queue|incoming|active|deferred)$/) kind = "queue-directory"
             else kind = "message-file"
             print kind, lat
         }' "$out".* | sort -k1,1 -k2,2g | awk -v side="$side" -v n="$n" -v secs="$secs" '
@@ -734,6 +737,10 @@ profile() {
             printf "          all: %d fsync calls, %.2f per message, %.1f s in fsync of the %.1f s run (%.1f msg/s under strace)\n",
                 calls, calls / n, total, secs, n / secs
         }'
+    # Renames and links (a Maildir delivery links tmp/ to new/, or renames).
+    awk -v n="$n" '/^(rename|renameat|renameat2|link|linkat)\(/ {
+            call = $0; sub(/\(.*/, "", call); c[call]++ }
+        END { for (k in c) printf "          %-14s %5d calls (%.2f/message)\n", k, c[k], c[k] / n }' "$out".* | sort
 }
 
 echo
