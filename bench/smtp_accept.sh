@@ -283,10 +283,11 @@ EOF
 
 # Every run gets a new spool directory (and, with MODE=maildir, a new home with
 # an empty Maildir); all are removed at the end only. On
-# ext4 without a journal (this machine's), allocating an inode skips every
-# inode deleted in the last seconds to minutes (recently_deleted()), so
-# removing the previous run's thousands of files right before a run slows its
-# file creations down, and the cost would depend on the order of the runs.
+# ext4 without a journal (this machine's /var/tmp, SPOOL_FS=var-tmp or
+# loop-nojournal), allocating an inode skips every inode deleted in the last
+# minute or five (recently_deleted()), so removing the previous run's
+# thousands of files right before a run would slow its file creations down,
+# and the cost would depend on the order of the runs.
 RUN_SEQ=0
 PBX_SPOOL=
 
