@@ -576,14 +576,7 @@ void Session::sync_view(bool allow_expunge, bool force, Result<SyncResult>* give
             msgs[i].gone = true;
         }
     }
-    if (allow_expunge) {
-        for (size_t i = msgs.size(); i-- > 0;) {
-            if (!msgs[i].gone) continue;
-            if (msgs[i].recent) --sel_->recent_count;
-            untagged(std::to_string(i + 1) + " EXPUNGE");
-            msgs.erase(msgs.begin() + static_cast<long>(i));
-        }
-    }
+    if (allow_expunge) report_expunged();
     size_t before = msgs.size();
     uint32_t last = msgs.empty() ? 0 : msgs.back().uid;
     bool new_recent = false;
@@ -613,6 +606,16 @@ void Session::sync_view(bool allow_expunge, bool force, Result<SyncResult>* give
     if (msgs.size() != before) untagged(std::to_string(msgs.size()) + " EXISTS");
     if (msgs.size() != before || new_recent)
         untagged(std::to_string(sel_->recent_count) + " RECENT");
+}
+
+void Session::report_expunged() {
+    auto& msgs = sel_->msgs;
+    for (size_t i = msgs.size(); i-- > 0;) {
+        if (!msgs[i].gone) continue;
+        if (msgs[i].recent) --sel_->recent_count;
+        untagged(std::to_string(i + 1) + " EXPUNGE");
+        msgs.erase(msgs.begin() + static_cast<long>(i));
+    }
 }
 
 std::string Session::flags_string(const Msg& m) const {
@@ -1227,10 +1230,7 @@ void Session::cmd_append(const Command& c) {
         kw |= 1u << idx;
     }
     std::string file;
-    bool shown = sel_ && *dir == sel_->folder.dir();
-    Result<SyncResult> synced{SyncResult{}};
-    auto r = f.append(message, flags, kw, date, &file, shown ? &*synced : nullptr,
-                      shown && !sel_->readonly);
+    auto r = f.append(message, flags, kw, date, &file);
     if (!r) {
         log::error(*dir, ": APPEND failed: ", r.error().message);
         no(c.tag, "[SERVERBUG] Cannot store the message");
@@ -1238,16 +1238,25 @@ void Session::cmd_append(const Command& c) {
     }
     std::string text = "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) +
                        "] APPEND completed";
-    if (!shown) {
-        finish(c.tag, text);
-        return;
+    if (sel_ && *dir == sel_->folder.dir()) {
+        expect(file);  // its event is ours
+        if (r->first == sel_->uidnext && r->second == sel_->validity && !dirty_) {
+            // The next uid of our view and nothing else changed: shown
+            // without a scan (EXISTS in this answer).
+            Msg m;
+            m.uid = r->first;
+            m.file = file;
+            m.flags = flags;
+            m.keywords = kw;
+            sel_->msgs.push_back(std::move(m));
+            sel_->uidnext = r->first + 1;
+            untagged(std::to_string(sel_->msgs.size()) + " EXISTS");
+            untagged(std::to_string(sel_->recent_count) + " RECENT");
+        } else {
+            dirty_ = true;  // others' changes too: a sync, EXISTS in this answer
+        }
     }
-    // The selected folder: EXISTS in this answer, from the sync that gave
-    // the uid (a second scan would find the same).
-    expect(file);  // its event is ours
-    sync_view(true, false, &synced);
-    save_cache();
-    tagged(c.tag, "OK", text);
+    finish(c.tag, text);
 }
 
 void Session::cmd_idle(const Command& c) {
@@ -1315,7 +1324,17 @@ void Session::cmd_expunge(const Command& c, const std::vector<Value>& args, bool
             no(c.tag, "[SERVERBUG] Expunge failed");
             return;
         }
-        sync_view(true, true, &st);  // the folder as the expunge left it
+        if (st->has_value()) {
+            Result<SyncResult> after(std::move(**st));
+            sync_view(true, true, &after);  // the folder as the expunge left it
+        } else {
+            // Removed where we saw them: gone from the view without a scan;
+            // others' changes (events) as after any command.
+            for (auto& m : sel_->msgs)
+                if ((m.flags & kFlagDeleted) && uids.count(m.uid)) m.gone = true;
+            report_expunged();
+            sync_view(true);
+        }
     } else {
         sync_view(true, true);
     }

@@ -108,6 +108,8 @@ class Session {
     // The selected folder.
     // given: a sync the store did anyway (EXPUNGE), used instead of another.
     void sync_view(bool allow_expunge, bool force = false, Result<SyncResult>* given = nullptr);
+    // "* N EXPUNGE" for the messages of the view marked gone, which leave it.
+    void report_expunged();
     bool dirs_changed();
     void unselect();
     void expect(const std::string& rel);

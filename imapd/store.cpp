@@ -637,8 +637,8 @@ Result<std::optional<std::string>> Folder::set_flags(const std::string& base, ui
     return std::optional<std::string>();
 }
 
-Result<SyncResult> Folder::expunge(const std::vector<std::string>& bases,
-                                   const std::vector<std::string>& known) {
+Result<std::optional<SyncResult>> Folder::expunge(const std::vector<std::string>& bases,
+                                                  const std::vector<std::string>& known) {
     auto lock = FolderLock::take(dir_);
     if (!lock) return Err{lock.error()};
     std::set<std::string_view> want(bases.begin(), bases.end());
@@ -650,17 +650,21 @@ Result<SyncResult> Folder::expunge(const std::vector<std::string>& bases,
         if (it == want.end()) continue;
         if (::unlink((dir_ + "/" + k).c_str()) == 0) want.erase(it);
     }
+    // All where they were known: the uid list need not change now (a list
+    // with entries of files that are gone is valid; the next sync drops
+    // them, as after a crash).
+    if (want.empty()) return std::optional<SyncResult>();
     std::vector<DirEntry> entries;
-    if (!want.empty()) {
-        scan_dir(dir_, "new", true, entries);
-        scan_dir(dir_, "cur", false, entries);
-    }
+    scan_dir(dir_, "new", true, entries);
+    scan_dir(dir_, "cur", false, entries);
     for (const auto& e : entries) {
         if (!want.count(parse_maildir_name(e.name).base)) continue;
         std::string path = dir_ + (e.in_new ? "/new/" : "/cur/") + e.name;
         if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail_errno("unlink " + path);
     }
-    return sync_locked(false);
+    auto r = sync_locked(false);
+    if (!r) return Err{r.error()};
+    return std::optional<SyncResult>(std::move(*r));
 }
 
 Result<std::string> Folder::new_unique_name(uint64_t size) {
@@ -678,8 +682,7 @@ Result<std::string> Folder::new_unique_name(uint64_t size) {
 
 Result<std::pair<uint32_t, uint32_t>> Folder::append(std::string_view content, uint8_t flags,
                                                      uint32_t keywords, time_t internal_date,
-                                                     std::string* file, SyncResult* synced,
-                                                     bool take_new) {
+                                                     std::string* file) {
     auto base = new_unique_name(content.size());
     if (!base) return Err{base.error()};
     std::string rel = "cur/" + maildir_name(*base, flags, keywords);
@@ -693,14 +696,33 @@ Result<std::pair<uint32_t, uint32_t>> Folder::append(std::string_view content, u
         struct timespec ts[2] = {{internal_date, 0}, {internal_date, 0}};
         (void)::utimensat(AT_FDCWD, target.c_str(), ts, 0);
     }
-    auto r = sync(take_new);
+    // Its uid: one entry more in the uid list, flushed before the uid is
+    // given out (as a sync would), without scanning the folder.
+    auto lock = FolderLock::take(dir_);
+    if (!lock) return Err{lock.error()};
+    std::string list_path = dir_ + "/" + std::string(kUidListName);
+    bool missing = false;
+    auto text = read_file(list_path, missing);
+    if (!text) return Err{text.error()};
+    std::string error;
+    std::optional<UidList> list;
+    if (!missing) list = parse_uidlist(*text, error);
+    if (list) {
+        for (const auto& e : list->entries)  // a sync in between gave it one
+            if (e.base == *base) return std::make_pair(e.uid, list->validity);
+        if (list->next != 0xffffffffu) {
+            uint32_t uid = list->next++;
+            list->entries.push_back(UidList::Entry{uid, *base});
+            if (auto st = spool::atomic_write(list_path, format_uidlist(*list)); !st)
+                return Err{st.error()};
+            return std::make_pair(uid, list->validity);
+        }
+    }
+    // No valid list (or UIDNEXT exhausted): a full sync rebuilds or says so.
+    auto r = sync_locked(false);
     if (!r) return Err{r.error()};
     for (const auto& m : r->messages)
-        if (m.base == *base) {
-            auto out = std::make_pair(m.uid, r->validity);
-            if (synced) *synced = std::move(*r);
-            return out;
-        }
+        if (m.base == *base) return std::make_pair(m.uid, r->validity);
     return fail("appended message vanished from " + dir_);
 }
 

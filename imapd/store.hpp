@@ -158,20 +158,18 @@ class Folder {
                                                  uint32_t keywords, const std::string& known = {});
     // Removes the messages with these base names (under the lock); `known`:
     // their files where the caller last saw them (scanned for when gone).
-    // Returns the folder as it is afterwards.
-    Result<SyncResult> expunge(const std::vector<std::string>& bases,
-                               const std::vector<std::string>& known = {});
+    // nullopt when every one was removed where it was known: no scan, and
+    // the uid list keeps their entries until the next sync forgets them;
+    // else the folder as a scan after the removal found it.
+    Result<std::optional<SyncResult>> expunge(const std::vector<std::string>& bases,
+                                              const std::vector<std::string>& known = {});
     // Stores a message into cur/ with flags and date; returns its uid and the
-    // folder's UIDVALIDITY.
-    // `file`, if given, gets the new file's name ("cur/NAME"); `synced`, if
-    // given, the folder as the sync that gave the uid saw it (with new/
-    // taken when `take_new`), so that a session showing the folder need not
-    // scan it again.
+    // folder's UIDVALIDITY. The uid is added to the uid list without a scan
+    // of the folder (others' new files get theirs at the next sync).
+    // `file`, if given, gets the new file's name ("cur/NAME").
     Result<std::pair<uint32_t, uint32_t>> append(std::string_view content, uint8_t flags,
                                                  uint32_t keywords, time_t internal_date,
-                                                 std::string* file = nullptr,
-                                                 SyncResult* synced = nullptr,
-                                                 bool take_new = false);
+                                                 std::string* file = nullptr);
     // Hard-links (COPY) a message file into this folder; returns its uid.
     Result<uint32_t> copy_in(const std::string& source_path, uint8_t flags, uint32_t keywords);
 

@@ -548,6 +548,56 @@ class ImapdDirectTest(unittest.TestCase):
         b.noop()
         self.assertEqual(b.untagged_responses.get("EXPUNGE"), [b"3"])
 
+    def test_append_expunge_in_the_selected_folder(self):
+        # APPEND to the selected folder: EXISTS in its answer, uids in order,
+        # also when another writer added a file just before; EXPUNGE of
+        # messages where the session saw them, and another session sees it.
+        a = self.session()
+        raw = Raw(a.sock)
+        raw.read_until(rb"^\* PREAUTH[^\r\n]*\r\n")
+        for i in (1, 2):
+            raw.cmd(b"p%d" % i, b"APPEND INBOX {17+}\r\nSubject: %d\r\n\r\nx\r\n" % i)
+        out = raw.cmd(b"s", b"SELECT INBOX")
+        self.assertIn(b"* 2 EXISTS", out)
+        out = raw.cmd(b"a1", b"APPEND INBOX (\\Seen) {17+}\r\nSubject: 3\r\n\r\nx\r\n")
+        self.assertIn(b"* 3 EXISTS\r\n", out)
+        self.assertRegex(out, rb"a1 OK \[APPENDUID \d+ 3\]")
+        v = vmail()
+        path = os.path.join(self.store.maildir, "new", "1700000000.M9P9Q9.test")
+        with open(path, "wb") as f:
+            f.write(b"Subject: delivered\n\nx\n")
+        os.chown(path, v.pw_uid, v.pw_gid)
+        out = raw.cmd(b"a2", b"APPEND INBOX {17+}\r\nSubject: 4\r\n\r\nx\r\n")
+        self.assertIn(b"* 5 EXISTS\r\n", out)
+        self.assertRegex(out, rb"a2 OK \[APPENDUID \d+ 4\]")
+        out = raw.cmd(b"f", b"FETCH 1:* (UID FLAGS)")
+        self.assertEqual(re.findall(rb"\* (\d+) FETCH \(UID (\d+)", out),
+                         [(b"1", b"1"), (b"2", b"2"), (b"3", b"3"), (b"4", b"4"), (b"5", b"5")])
+        self.assertIn(b"UID 3 FLAGS (\\Seen)", out)
+        b = self.session()
+        braw = Raw(b.sock)
+        braw.read_until(rb"^\* PREAUTH[^\r\n]*\r\n")
+        self.assertIn(b"* 5 EXISTS", braw.cmd(b"s", b"SELECT INBOX"))
+        raw.cmd(b"d", b"STORE 1,3 +FLAGS.SILENT (\\Deleted)")
+        out = raw.cmd(b"e", b"EXPUNGE")
+        self.assertEqual(re.findall(rb"\* (\d+) EXPUNGE", out), [b"3", b"1"])
+        self.assertEqual(os.listdir(os.path.join(self.store.maildir, "new")), [])
+        out = raw.cmd(b"f2", b"UID FETCH 1:* (UID)")
+        self.assertEqual(re.findall(rb"UID (\d+)\)", out), [b"2", b"4", b"5"])
+        out = braw.cmd(b"n", b"NOOP")
+        self.assertEqual(sorted(re.findall(rb"\* (\d+) EXPUNGE", out)), [b"1", b"3"])
+        # A new session: the same three, the same uids.
+        c = self.session()
+        craw = Raw(c.sock)
+        craw.read_until(rb"^\* PREAUTH[^\r\n]*\r\n")
+        self.assertIn(b"* 3 EXISTS", craw.cmd(b"s", b"SELECT INBOX"))
+        out = craw.cmd(b"f", b"UID FETCH 1:* (UID)")
+        self.assertEqual(re.findall(rb"UID (\d+)\)", out), [b"2", b"4", b"5"])
+        # The next APPEND's uid is 6: expunged uids are never given again.
+        out = craw.cmd(b"a", b"APPEND INBOX {17+}\r\nSubject: 6\r\n\r\nx\r\n")
+        self.assertRegex(out, rb"a OK \[APPENDUID \d+ 6\]")
+        self.assertIn(b"* 4 EXISTS", out)
+
     def test_idle_sees_delivery_and_other_session(self):
         a = self.session()
         raw = Raw(a.sock)

@@ -339,8 +339,9 @@ TEST_CASE("folder: flags and expunge from the names last seen, a scan only when 
     fs::rename(t.path / "cur" / "3.c.host:2,D", t.path / "cur" / "3.c.host:2,DS");
     auto e = f.expunge({"1.a.host", "3.c.host"}, {"cur/1.a.host:2,S", "cur/3.c.host:2,D"});
     REQUIRE(e);
-    REQUIRE(e->messages.size() == 1);
-    CHECK(e->messages[0].base == "2.b.host");
+    REQUIRE(e->has_value());  // one had to be looked for: the folder after a scan
+    REQUIRE((*e)->messages.size() == 1);
+    CHECK((*e)->messages[0].base == "2.b.host");
     CHECK(!fs::exists(t.path / "cur" / "3.c.host:2,DS"));
     // The uid list lost entries only: written, the remaining uid kept.
     auto s = f.sync(false);
@@ -348,4 +349,58 @@ TEST_CASE("folder: flags and expunge from the names last seen, a scan only when 
     REQUIRE(s->messages.size() == 1);
     CHECK(s->messages[0].uid == 2);
     CHECK(slurp(t.path / "pillarbox-uidlist").find(":1.a.host") == std::string::npos);
+}
+
+TEST_CASE("folder: append and expunge without a scan") {
+    TempDir t;
+    Folder f(t.path.string());
+    REQUIRE(MailStore(t.path.string()).ensure_defaults());
+    put(t.path / "cur" / "1.a.host:2,", "Subject: 1\n\none\n");
+    auto s = f.sync(false);
+    REQUIRE(s);
+    uint32_t validity = s->validity;
+    // Another writer's file, not synced yet: the append takes the next uid
+    // without a scan, the other file gets the one after at the next sync.
+    put(t.path / "new" / "2.b.host", "Subject: 2\n\ntwo\n");
+    std::string file;
+    auto app = f.append("Subject: 3\r\n\r\nthree\r\n", kFlagSeen, 0, 0, &file);
+    REQUIRE(app);
+    CHECK(app->first == 2);
+    CHECK(app->second == validity);
+    CHECK(file.starts_with("cur/"));
+    CHECK(file.ends_with(":2,S"));
+    CHECK(slurp(t.path / "pillarbox-uidlist").find("2.b.host") == std::string::npos);
+    s = f.sync(false);
+    REQUIRE(s);
+    REQUIRE(s->messages.size() == 3);
+    CHECK(s->messages[1].uid == 2);
+    CHECK(s->messages[1].file == file);
+    CHECK(s->messages[2].uid == 3);
+    CHECK(s->messages[2].base == "2.b.host");
+    CHECK(s->next == 4);
+    // Expunge where known: no scan, the list keeps the entries until the
+    // next sync, which drops them; the uids are never given again.
+    auto e = f.expunge({"1.a.host", s->messages[1].base}, {"cur/1.a.host:2,", s->messages[1].file});
+    REQUIRE(e);
+    CHECK_FALSE(e->has_value());
+    CHECK(!fs::exists(t.path / "cur" / "1.a.host:2,"));
+    CHECK(slurp(t.path / "pillarbox-uidlist").find("1.a.host") != std::string::npos);
+    s = f.sync(false);
+    REQUIRE(s);
+    REQUIRE(s->messages.size() == 1);
+    CHECK(s->messages[0].uid == 3);
+    CHECK(slurp(t.path / "pillarbox-uidlist").find("1.a.host") == std::string::npos);
+    app = f.append("Subject: 4\r\n\r\nfour\r\n", 0, 0, 0);
+    REQUIRE(app);
+    CHECK(app->first == 4);
+    // No uid list (or a corrupt one): the append rebuilds it with a scan.
+    fs::remove(t.path / "pillarbox-uidlist");
+    sleep(1);  // a new UIDVALIDITY is the time
+    app = f.append("Subject: 5\r\n\r\nfive\r\n", 0, 0, 0);
+    REQUIRE(app);
+    CHECK(app->second != validity);
+    s = f.sync(false);
+    REQUIRE(s);
+    CHECK(s->messages.size() == 3);
+    CHECK(s->validity == app->second);
 }
