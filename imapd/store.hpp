@@ -17,8 +17,9 @@
 // is not valid modified UTF-7 is refused before any path is built.
 //
 // Concurrency: every change of the uid list, of a message's flags (a
-// rename) and every expunge happens under the folder's lock, after a fresh
-// scan, so several sessions, local delivery (link into new/) and external
+// rename) and every expunge happens under the folder's lock (after a fresh
+// scan, except APPEND's new uid and an expunge of files where the caller
+// saw them), so several sessions, local delivery (link into new/) and external
 // tools (mv into cur/) can work on a folder at once. A file is identified by
 // its base name (the part before ":2,"), which a flag change keeps.
 #pragma once
