@@ -252,37 +252,59 @@ void SessionEngine::command(const Command& c) {
 }
 
 void SessionEngine::send_message(size_t index, std::optional<size_t> top_lines) {
-    auto content = store_.content(index);
-    if (!content) {
-        out_ += "-ERR [SYS/TEMP] Message " + std::to_string(index + 1) +
-                " cannot be read (removed by another program?).\r\n";
-        return;
-    }
     std::string data;
-    if (top_lines) {
-        // The header, the blank line, then that many body lines.
-        std::string crlf = to_crlf(*content);
-        size_t end = crlf.size();
-        size_t hdr = crlf.starts_with("\r\n") ? 0 : crlf.find("\r\n\r\n");
-        if (hdr != std::string::npos) {
-            size_t pos = hdr == 0 ? 2 : hdr + 4;
-            size_t n = *top_lines;
-            while (n > 0 && pos < crlf.size()) {
-                size_t lf = crlf.find('\n', pos);
-                pos = lf == std::string::npos ? crlf.size() : lf + 1;
-                --n;
-            }
-            end = pos;
+    if (!top_lines && prefetched_.index == index) {
+        data = std::move(prefetched_.data);  // prepared by prefetch()
+    } else {
+        auto content = store_.content(index);
+        if (!content) {
+            out_ += "-ERR [SYS/TEMP] Message " + std::to_string(index + 1) +
+                    " cannot be read (removed by another program?).\r\n";
+            return;
         }
-        data = stuffed(std::string_view(crlf).substr(0, end));
+        if (top_lines) {
+            // The header, the blank line, then that many body lines.
+            std::string crlf = to_crlf(*content);
+            size_t end = crlf.size();
+            size_t hdr = crlf.starts_with("\r\n") ? 0 : crlf.find("\r\n\r\n");
+            if (hdr != std::string::npos) {
+                size_t pos = hdr == 0 ? 2 : hdr + 4;
+                size_t n = *top_lines;
+                while (n > 0 && pos < crlf.size()) {
+                    size_t lf = crlf.find('\n', pos);
+                    pos = lf == std::string::npos ? crlf.size() : lf + 1;
+                    --n;
+                }
+                end = pos;
+            }
+            data = stuffed(std::string_view(crlf).substr(0, end));
+        } else {
+            data = stuffed(*content);
+        }
+    }
+    prefetched_ = Prefetched{};
+    if (top_lines) {
         out_ += "+OK Top of message follows\r\n";
     } else {
-        data = stuffed(*content);
         out_ += "+OK " + std::to_string(store_.messages()[index].size) + " octets\r\n";
+        next_retr_ = index + 1;
     }
     transfer_.active = true;
     transfer_.data = std::move(data);
     transfer_.pos = 0;
+}
+
+bool SessionEngine::prefetch() {
+    if (closed_ || has_output() || !next_retr_ || prefetched_.index) return false;
+    const size_t i = *next_retr_;
+    next_retr_.reset();
+    if (i >= deleted_.size() || deleted_[i] || store_.messages()[i].size > kMaxPrefetch)
+        return false;
+    auto content = store_.content(i);
+    if (!content) return false;  // the RETR, if it comes, says so
+    prefetched_.data = stuffed(*content);
+    prefetched_.index = i;
+    return true;
 }
 
 void SessionEngine::quit() {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,16 @@ class SessionEngine {
     // QUIT seen (or a fatal limit): the glue closes after the output.
     bool closed() const { return closed_; }
 
+    // Between commands (nothing to send, no command waiting): prepares the
+    // answer of the RETR that most likely comes next, the one of the
+    // message after the last one retrieved, so that it is answered without
+    // reading the message then: the reading overlaps with the proxy and the
+    // client handling the previous answer (bench/RESULTS.md, POP3). Returns
+    // whether it did. Anything other than that RETR only costs the work
+    // done here; messages over kMaxPrefetch are not prepared.
+    bool prefetch();
+    static constexpr uint64_t kMaxPrefetch = 1024 * 1024;
+
     void timed_out();      // autologout: "-ERR", close, no UPDATE
     void shutting_down();  // SIGTERM: "-ERR", close, no UPDATE
 
@@ -69,6 +80,14 @@ class SessionEngine {
     LineReader reader_{kMaxCommandLine};
     std::string out_;
     Transfer transfer_;
+    // prefetch(): the stuffed answer of message `index`, and which message
+    // the next prefetch() prepares (the last RETR's + 1).
+    struct Prefetched {
+        std::optional<size_t> index;
+        std::string data;
+    };
+    Prefetched prefetched_;
+    std::optional<size_t> next_retr_;
     std::vector<bool> deleted_;
     bool closed_ = false;
     int bad_ = 0;

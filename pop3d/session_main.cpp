@@ -159,7 +159,15 @@ class Session : public event::StreamHandler {
             conn_->drain(used);
             if (used == 0 && !engine_->has_output()) break;
         }
-        if (conn_->at_eof() && !engine_->has_output()) conn_->close();
+        if (conn_->at_eof() && !engine_->has_output()) {
+            conn_->close();
+            return;
+        }
+        // Idle until the next command: the answer went to the socket above
+        // (write-through), so preparing the next RETR's answer now overlaps
+        // with the proxy and the client handling this one.
+        if (!engine_->has_output() && conn_->input_size() == 0 && conn_->output_size() == 0)
+            engine_->prefetch();
     }
 
     static void keep_alive_cb(evutil_socket_t, short, void* self) noexcept {

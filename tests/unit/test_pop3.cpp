@@ -483,6 +483,48 @@ TEST_CASE("pop3d: RETR bytes equal the LIST size", "[pop3][session]") {
     }
 }
 
+TEST_CASE("pop3d: prefetch of the next RETR's answer changes no byte", "[pop3][session]") {
+    struct CountingStore : MemStore {
+        using MemStore::MemStore;
+        std::vector<int> reads;
+        Result<std::string> content(size_t i) override {
+            reads.push_back(static_cast<int>(i) + 1);
+            return MemStore::content(i);
+        }
+    };
+    const std::vector<std::string> script = {
+        "STAT\r\n", "RETR 1\r\n", "RETR 2\r\n", "RETR 3\r\n", "RETR 1\r\n",
+        "DELE 2\r\n", "RETR 2\r\n", "TOP 3 0\r\n", "RETR 3\r\n", "NOOP\r\n",
+        "QUIT\r\n"};
+    CountingStore plain_store(kMessages);
+    const std::string expected = run_session(plain_store, script, false);
+    for (size_t chunk : {size_t{3}, size_t{1} << 16}) {
+        INFO(chunk);
+        CountingStore st(kMessages);
+        SessionEngine e(st, SessionLimits{4});
+        e.start();
+        std::string out;
+        CHECK_FALSE(e.prefetch());  // output waiting, and no RETR yet
+        while (e.has_output()) out += e.take_output(chunk);
+        CHECK_FALSE(e.prefetch());  // no RETR yet
+        std::vector<bool> did;
+        for (const auto& cmd : script) {
+            REQUIRE(e.feed(cmd) == cmd.size());
+            CHECK_FALSE(e.prefetch());  // the answer is not taken yet
+            while (e.has_output()) out += e.take_output(chunk);
+            did.push_back(e.prefetch());
+        }
+        out += e.closed() ? "[CLOSE]" : "";
+        CHECK(out == expected);
+        // After RETR 1 message 2 is prepared, after RETR 2 message 3, none
+        // after the last one; RETR 1 again prepares 2, which DELE then
+        // makes useless; TOP reads for itself and prepares nothing.
+        CHECK(did == std::vector<bool>{false, true, true, false, true, false, false, false, false,
+                                       false, false});
+        CHECK(st.reads == std::vector<int>{1, 2, 3, 1, 2, 3, 3});
+    }
+}
+
 // ---- stores ------------------------------------------------------------------
 
 namespace {
