@@ -30,6 +30,7 @@
 #include "common/event/cidr.hpp"
 #include "common/event/stream.hpp"
 #include "common/event/tls.hpp"
+#include "common/event/write_through.hpp"
 #include "tests/unit/test_event_common.hpp"
 
 using namespace std::chrono_literals;
@@ -441,6 +442,30 @@ TEST_CASE("close_after_flush delivers a large last reply", "[event][stream]") {
     run_until(base.get(), [&] { return srv.closed; });
     peer.join();
     CHECK(got.size() == 3000000);
+    CHECK(srv.close_info.reason == CloseReason::Closed);
+}
+
+TEST_CASE("write_through(a, b): one call when the socket has room, in order when not",
+          "[event][stream]") {
+    auto base = new_base();
+    auto [server_fd, client_fd] = socket_pair();
+    LineServer srv;
+    srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    REQUIRE(srv.conn->start().ok());
+    write_through(*srv.conn, "abc", "def");
+    CHECK(srv.conn->output_size() == 0);  // both parts went to the socket at once
+    write_through(*srv.conn, "", "gh");
+    write_through(*srv.conn, "ij", "");
+    // More than the socket takes: the rest of `a`, then `b`, are queued.
+    const std::string a(1 << 20, 'a'), b = std::string(1 << 20, 'b') + "end";
+    write_through(*srv.conn, a, b);
+    CHECK(srv.conn->output_size() > 0);
+    srv.conn->close_after_flush();
+    std::string got;
+    std::thread peer([&, fd = client_fd.get()] { got = read_to_eof(fd); });
+    run_until(base.get(), [&] { return srv.closed; });
+    peer.join();
+    CHECK(got == "abcdefghij" + a + b);
     CHECK(srv.close_info.reason == CloseReason::Closed);
 }
 
