@@ -265,9 +265,9 @@ void Session::need_cache() {
 const CacheEntry* Session::cache_entry(size_t index) {
     need_cache();
     Msg& m = sel_->msgs[index];
-    std::string base(m.base());
-    auto it = sel_->cache.find(base);
+    auto it = sel_->cache.find(m.base());
     if (it != sel_->cache.end()) return &it->second;
+    std::string base(m.base());
     const std::string* text = load(index);
     if (!text) return nullptr;
     MimePart mime = parse_mime(*text);
@@ -708,7 +708,7 @@ uint64_t Session::message_size(size_t index) {
         return *w;
     }
     need_cache();
-    if (auto it = sel_->cache.find(std::string(m.base())); it != sel_->cache.end()) {
+    if (auto it = sel_->cache.find(m.base()); it != sel_->cache.end()) {
         m.vsize = static_cast<int64_t>(it->second.vsize);
         return it->second.vsize;
     }

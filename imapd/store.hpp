@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,7 +100,12 @@ struct CacheEntry {
     // FROM, TO, CC and BCC keys look at (search.hpp cached_search_fields).
     std::string search_fields;
 };
-using CacheMap = std::unordered_map<std::string, CacheEntry>;
+// Looked up by std::string_view too (no key string made per lookup).
+struct CacheKeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using CacheMap = std::unordered_map<std::string, CacheEntry, CacheKeyHash, std::equal_to<>>;
 std::string format_cache(const CacheMap& entries);
 // The checksum on the cache file's first line (64 bits, eight bytes a step).
 uint64_t cache_checksum(std::string_view text);
