@@ -9,7 +9,8 @@
 //
 // Besides the sanitizers it checks the engines' promises: replies are whole
 // CRLF lines starting with "+OK", "-ERR", "+ " or a multi-line body; nothing
-// is consumed while waiting or after Close; feed() makes progress otherwise.
+// is consumed while waiting or after Close; feed() makes progress otherwise;
+// SessionEngine::prefetch() between commands changes no byte of the output.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -68,8 +69,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     facts.plaintext_allowed = mode & 4;
     facts.hostname = "fuzz.example";
     LoginEngine login(facts, LoginLimits{});
-    MemStore store;
+    MemStore store, twin_store;
     SessionEngine session(store, SessionLimits{});
+    // The same session without prefetch(): every byte must be the same.
+    SessionEngine twin(twin_store, SessionLimits{});
+    std::string got, want;
     bool in_session = false;
     login.start();
     size_t pos = 0;
@@ -98,6 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     if (mode & 8) {
                         in_session = true;
                         session.start();
+                        twin.start();
                     } else {
                         login.auth_result((mode & 16) ? login::AuthOutcome::TempFail
                                                       : login::AuthOutcome::Fail);
@@ -107,10 +112,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (login.closed() && !in_session) break;
         } else {
             used = session.feed(p);
+            require(twin.feed(p) == used);
             while (session.has_output()) {
                 std::string out = session.take_output(1 + (rng >> 8) % 300);
                 require(!out.empty());
+                got += out;
             }
+            while (twin.has_output()) want += twin.take_output(1 << 16);
+            if (rng & 0x100) (void)session.prefetch();
+            require(got == want);
             if (session.closed()) break;
         }
         stalls = used == 0 ? stalls + 1 : 0;
