@@ -1,7 +1,8 @@
 #include "pop3d/mbox_journal.hpp"
 
+#include "pop3d/sha256.hpp"
+
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,19 +16,6 @@ namespace pbx::pop3 {
 namespace {
 
 constexpr std::string_view kMagic = "pillarbox-mbox-journal 1\n";
-
-std::string sha256_hex(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) return "";
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned int i = 0; i < len; ++i) {
-        s.push_back(kHex[md[i] >> 4]);
-        s.push_back(kHex[md[i] & 15]);
-    }
-    return s;
-}
 
 // Exactly `size` bytes at `offset` (fewer only at the end of the file).
 Result<std::string> pread_some(int fd, uint64_t offset, uint64_t size) {
@@ -115,7 +103,7 @@ Status apply(int fd, const Header& h, std::string_view data) {
     if (size >= h.old_size) {
         auto stale = pread_some(fd, end, h.old_size - end);
         if (!stale) return Err{stale.error()};
-        truncated = sha256_hex(*stale) != h.stale_sha;
+        truncated = sha256_hex({*stale}) != h.stale_sha;
     }
     uint64_t later_from = truncated ? end : h.old_size;
     if (size > later_from) {
@@ -159,8 +147,8 @@ Status mbox_write_journal(int fd, const std::string& journal_path, const MboxRew
         return fail("mbox rewrite: the new text is not shorter than the old one");
     auto stale = pread_some(fd, h.offset + h.length, h.old_size - h.offset - h.length);
     if (!stale) return Err{stale.error()};
-    h.stale_sha = sha256_hex(*stale);
-    h.data_sha = sha256_hex(rw.data);
+    h.stale_sha = sha256_hex({*stale});
+    h.data_sha = sha256_hex({rw.data});
     const std::string header = format_header(h);
     const std::string tmp = journal_path + ".tmp";
     UniqueFd j(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -199,7 +187,7 @@ Result<std::string> mbox_recover(int fd, const std::string& journal_path) {
     if (!text) return Err{text.error()};
     std::string_view rest(*text);
     Header h;
-    if (!parse_header(rest, h) || sha256_hex(rest) != h.data_sha)
+    if (!parse_header(rest, h) || sha256_hex({rest}) != h.data_sha)
         return fail(journal_path +
                     " is damaged: the mailbox may hold an unfinished rewrite; look at both "
                     "and remove the journal");

@@ -1,9 +1,9 @@
 #include "pop3d/mbox_store.hpp"
 
 #include "pop3d/mbox_journal.hpp"
+#include "pop3d/sha256.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,21 +17,7 @@ namespace pbx::pop3 {
 namespace {
 
 std::string sha_hex(std::string_view a, std::string_view b) {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    EVP_DigestUpdate(ctx, a.data(), a.size());
-    EVP_DigestUpdate(ctx, b.data(), b.size());
-    EVP_DigestFinal_ex(ctx, md, &len);
-    EVP_MD_CTX_free(ctx);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string s;
-    for (unsigned int i = 0; i < 16 && i < len; ++i) {
-        s.push_back(kHex[md[i] >> 4]);
-        s.push_back(kHex[md[i] & 15]);
-    }
-    return s;
+    return sha256_hex({a, b}, 16);
 }
 
 Result<std::string> read_fd(int fd) {

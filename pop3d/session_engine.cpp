@@ -1,6 +1,6 @@
 #include "pop3d/session_engine.hpp"
 
-#include <openssl/evp.h>
+#include "pop3d/sha256.hpp"
 
 #include <algorithm>
 
@@ -60,16 +60,7 @@ std::string uidl_for(std::string_view name) {
         if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e)
             ok = false;
     if (ok) return std::string(name);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(name.data(), name.size(), md, &len, EVP_sha256(), nullptr);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string s = "H";
-    for (unsigned int i = 0; i < 16 && i < len; ++i) {
-        s.push_back(kHex[md[i] >> 4]);
-        s.push_back(kHex[md[i] & 15]);
-    }
-    return s;
+    return "H" + sha256_hex({name}, 16);
 }
 
 SessionEngine::SessionEngine(Store& store, SessionLimits limits)

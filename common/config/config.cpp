@@ -1,12 +1,16 @@
 #include "common/config/config.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+
+#include "common/unique_fd.hpp"
 
 namespace pbx::config {
 namespace {
@@ -172,12 +176,19 @@ Result<Unit, std::string> validate(Type type, std::string_view value) {
 }
 
 Result<Config, ConfigError> Config::load(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Err{ConfigError{path, 0, std::string("cannot read: ") + std::strerror(errno)}};
+    // read(2), not ifstream: iostreams would initialise the C++ locale machinery
+    // in every process (~500 KiB resident).
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return Err{ConfigError{path, 0, std::string("cannot read: ") + std::strerror(errno)}};
     std::string text;
     char buf[8192];
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-        text.append(buf, static_cast<size_t>(in.gcount()));
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0)
+            return Err{ConfigError{path, 0, std::string("cannot read: ") + std::strerror(errno)}};
+        if (n == 0) break;
+        text.append(buf, static_cast<size_t>(n));
         if (text.size() > kMaxFileSize) return Err{ConfigError{path, 0, "file is too large"}};
     }
     auto r = parse(text, path);
@@ -309,15 +320,19 @@ Result<Unit, std::string> Config::set(std::string_view key, std::string_view val
 }
 
 std::string Config::show(bool all) const {
-    std::ostringstream out;
+    std::string out;
     for (const KeyDef& k : schema()) {
         if (!all && !is_set(k.name)) continue;
-        out << k.name << " =";
+        out.append(k.name);
+        out += " =";
         const std::string& v = raw(k.name);
-        if (!v.empty()) out << ' ' << v;
-        out << '\n';
+        if (!v.empty()) {
+            out += ' ';
+            out += v;
+        }
+        out += '\n';
     }
-    return out.str();
+    return out;
 }
 
 }  // namespace pbx::config

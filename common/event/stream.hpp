@@ -167,6 +167,13 @@ class StreamConnection {
     void flush_direct();
     std::string error_detail(short what);
     SSL* ssl() const;
+    // What the plain path (stream.cpp) needs of TLS, reached only through
+    // this table so that it links no OpenSSL code (tls_stream.cpp).
+    struct TlsOps {
+        void (*shutdown)(bufferevent* bev);                            // a close_notify
+        void (*append_errors)(bufferevent* bev, std::string& detail);  // OpenSSL's errors
+    };
+    static const TlsOps kTlsOps;
 
     static void read_cb(bufferevent*, void* self) noexcept;
     static void write_cb(bufferevent*, void* self) noexcept;
@@ -193,6 +200,7 @@ class StreamConnection {
     std::string direct_out_;  // written, for flush_direct() (flush_ is active)
     std::chrono::milliseconds idle_{0};
     bool tls_ = false;
+    const TlsOps* tls_ops_ = nullptr;  // &kTlsOps once TLS started
     bool handshaking_ = false;
     bool eof_ = false;
     bool paused_ = false;
