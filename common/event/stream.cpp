@@ -38,7 +38,8 @@ Result<std::unique_ptr<StreamConnection>> StreamConnection::create(event_base* b
     if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
         return fail_errno("fcntl O_NONBLOCK");
     std::unique_ptr<StreamConnection> c(new StreamConnection(base, std::move(fd), handler, limits));
-    if (!c->timer_ || !c->deferred_ || !c->kick_ || !c->flush_) return fail("event_new failed");
+    if (!c->timer_ || !c->deferred_ || !c->kick_ || !c->flush_ || !c->drained_)
+        return fail("event_new failed");
     return c;
 }
 
@@ -49,6 +50,7 @@ StreamConnection::StreamConnection(event_base* base, UniqueFd fd, StreamHandler&
     deferred_.reset(event_new(base, -1, 0, deferred_cb, this));
     kick_.reset(event_new(base, -1, 0, kick_cb, this));
     flush_.reset(event_new(base, -1, 0, flush_cb, this));
+    drained_.reset(event_new(base, -1, 0, drained_cb, this));
 }
 
 StreamConnection::~StreamConnection() {
@@ -93,6 +95,10 @@ std::string_view StreamConnection::peek(size_t max) {
 void StreamConnection::drain(size_t n) {
     if (!bev_ || finished_) return;
     evbuffer_drain(bufferevent_get_input(bev_.get()), n);
+    if (full_ && input_size() < limits_.max_input) {
+        full_ = false;
+        if (!paused_ && !eof_ && !flushing_) bufferevent_enable(bev_.get(), EV_READ);
+    }
 }
 
 void StreamConnection::pause_reading() {
@@ -104,7 +110,7 @@ void StreamConnection::resume_reading() {
     if (!paused_) return;
     paused_ = false;
     if (!bev_ || finished_ || flushing_) return;
-    if (!eof_) bufferevent_enable(bev_.get(), EV_READ);
+    if (!eof_ && !full_) bufferevent_enable(bev_.get(), EV_READ);
     // Input that arrived before the pause gets no new read callback.
     if (input_size() > 0 || eof_) event_active(kick_.get(), 0, 0);
 }
@@ -227,6 +233,7 @@ void StreamConnection::finish(CloseReason reason, std::string detail) {
     event_del(timer_.get());
     event_del(kick_.get());
     event_del(flush_.get());
+    event_del(drained_.get());
     direct_out_.clear();  // unsent output is dropped, as the bufferevent's
     // The bufferevent is freed and on_closed() called from the loop, so that
     // neither happens inside a libevent callback or inside the caller.
@@ -247,11 +254,21 @@ std::string StreamConnection::error_detail(short what) {
 void StreamConnection::read_cb(bufferevent*, void* self) noexcept {
     auto* c = static_cast<StreamConnection*>(self);
     if (c->finished_) return;
+    if (c->full_) return;  // reported already; drain() turns reading back on
     c->arm_timer();
     if (c->flushing_) {
         // Input after close_after_flush() is ignored.
         c->drain(c->input_size());
         return;
+    }
+    if (c->input_size() >= c->limits_.max_input) {
+        // libevent's high-water mark alone stops reading from the socket
+        // but, since 2.1.11, calls this callback again on every round of
+        // the loop while the input stays there with reading enabled: a
+        // proxy whose other side is full would spin. Reading goes off here
+        // and back on in drain().
+        c->full_ = true;
+        bufferevent_disable(c->bev_.get(), EV_READ);
     }
     c->handler_->on_input(*c);
 }
@@ -264,6 +281,15 @@ void StreamConnection::write_cb(bufferevent*, void* self) noexcept {
         c->maybe_finish_flush();
         return;
     }
+    if (c->plain_ && evbuffer_get_length(bufferevent_get_output(c->plain_)) > 0) {
+        // The filter has encrypted everything, but the records have not
+        // all left the socket bufferevent below it, and output_size()
+        // counts them: a handler that waits for output_size() to fall
+        // would hear nothing more. plain_output_cb() reports the drain.
+        c->drain_pending_ = true;
+        return;
+    }
+    c->drain_pending_ = false;
     c->handler_->on_drained(*c);
 }
 
@@ -273,7 +299,19 @@ void StreamConnection::plain_output_cb(evbuffer* buf, const evbuffer_cb_info* in
     auto* c = static_cast<StreamConnection*>(self);
     if (c->finished_ || info->n_deleted == 0) return;
     c->arm_timer();
-    if (c->flushing_ && evbuffer_get_length(buf) == 0) c->maybe_finish_flush();
+    if (evbuffer_get_length(buf) != 0) return;
+    if (c->flushing_) {
+        c->maybe_finish_flush();
+    } else if (c->drain_pending_) {
+        c->drain_pending_ = false;
+        event_active(c->drained_.get(), 0, 0);  // on_drained() from the loop
+    }
+}
+
+void StreamConnection::drained_cb(evutil_socket_t, short, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_ || c->flushing_) return;
+    c->handler_->on_drained(*c);
 }
 
 void StreamConnection::event_cb(bufferevent*, short what, void* self) noexcept {

@@ -66,7 +66,9 @@ class StreamHandler {
     virtual void on_timeout(StreamConnection& c) noexcept = 0;
     // The TLS handshake (start_tls or start_implicit_tls) completed.
     virtual void on_tls_ready(StreamConnection& c) noexcept = 0;
-    // Everything written so far has left our buffers (flow control).
+    // Everything written so far has left our buffers (flow control):
+    // output_size() is 0 when it is called (unless the handler wrote
+    // meanwhile), the TLS records below a STARTTLS filter included.
     virtual void on_drained(StreamConnection&) noexcept {}
     // The connection is over and its socket closed. Called once.
     virtual void on_closed(StreamConnection& c, const CloseInfo& info) noexcept = 0;
@@ -118,6 +120,8 @@ class StreamConnection {
     bool at_eof() const { return eof_; }
     // Stop and restart reading from the socket (flow control). resume
     // reports buffered input again through on_input() (from the loop).
+    // Input that reaches Limits::max_input is reported once; reading then
+    // stops until drain() takes it below the limit.
     void pause_reading();
     void resume_reading();
     // Input is waiting, in our buffer or unread in the socket (raw bytes,
@@ -182,6 +186,7 @@ class StreamConnection {
     static void deferred_cb(evutil_socket_t, short, void* self) noexcept;
     static void kick_cb(evutil_socket_t, short, void* self) noexcept;
     static void flush_cb(evutil_socket_t, short, void* self) noexcept;
+    static void drained_cb(evutil_socket_t, short, void* self) noexcept;
     static void plain_output_cb(evbuffer*, const evbuffer_cb_info*, void* self) noexcept;
 
     event_base* base_;
@@ -195,7 +200,7 @@ class StreamConnection {
     BufferEventPtr bev_;
     bufferevent* plain_ = nullptr;
     evbuffer_cb_entry* plain_output_entry_ = nullptr;
-    EventPtr timer_, deferred_, kick_, flush_;
+    EventPtr timer_, deferred_, kick_, flush_, drained_;
     bool direct_ = false;
     std::string direct_out_;  // written, for flush_direct() (flush_ is active)
     std::chrono::milliseconds idle_{0};
@@ -204,6 +209,12 @@ class StreamConnection {
     bool handshaking_ = false;
     bool eof_ = false;
     bool paused_ = false;
+    // The input reached Limits::max_input: reading is off until drain()
+    // (libevent 2.1.11+ would call the read callback in a loop meanwhile).
+    bool full_ = false;
+    // The filter's output emptied while its TLS records still waited in
+    // plain_: on_drained() follows when plain_ has sent them (drained_).
+    bool drain_pending_ = false;
     bool flushing_ = false;
     bool shutdown_sent_ = false;
     bool finished_ = false;

@@ -108,6 +108,7 @@ Result<size_t> StreamConnection::upgrade(SslPtr ssl, bool accepting) {
     (void)bev_.release();
     bev_.reset(filter);
     plain_ = under;
+    full_ = false;  // what filled the plaintext input was discarded above
     plain_output_entry_ = evbuffer_add_cb(bufferevent_get_output(plain_), plain_output_cb, this);
     tls_ = true;
     tls_ops_ = &kTlsOps;

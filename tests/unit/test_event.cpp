@@ -1,6 +1,7 @@
 // The network glue: CIDR matching, connection limits, the TLS context, and
 // StreamConnection over real sockets and a libevent loop (plain, implicit
-// TLS, STARTTLS with pipelined plaintext, timeouts, write-then-close,
+// TLS, STARTTLS with pipelined plaintext, timeouts, write-then-close, flow
+// control (on_drained over the STARTTLS filter, input held at max_input),
 // deferred destruction) and the Acceptor's per-IP limit.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -569,6 +570,67 @@ TEST_CASE("pause_reading holds input back; resume delivers it", "[event][stream]
     run_until(base.get(), [&] { return srv.closed; });
 }
 
+TEST_CASE("input held at max_input is reported once and not in a loop", "[event][stream]") {
+    // libevent 2.1.11+ calls the read callback again on every round of the
+    // loop while the input sits at the read high-water mark with reading
+    // enabled (libevent issue #891): a handler that cannot take input yet (a
+    // proxy whose other side is full) must not make the process spin.
+    // Reading resumes when it drains.
+    auto base = new_base();
+    auto [server_fd, client_fd] = socket_pair();
+    struct Holder : StreamHandler {
+        event_base* base = nullptr;
+        size_t max_input = 0;
+        bool hold = true;
+        int full_calls = 0;
+        size_t taken = 0;
+        bool closed = false;
+        void on_input(StreamConnection& c) noexcept override {
+            if (c.input_size() >= max_input && ++full_calls > 1000)
+                event_base_loopbreak(base);  // the spin: stop it, the check fails
+            if (hold) return;
+            taken += c.input_size();
+            c.drain(c.input_size());
+        }
+        void on_timeout(StreamConnection&) noexcept override {}
+        void on_tls_ready(StreamConnection&) noexcept override {}
+        void on_closed(StreamConnection&, const CloseInfo&) noexcept override { closed = true; }
+    } h;
+    StreamConnection::Limits lim;
+    lim.max_input = 64 * 1024;
+    h.base = base.get();
+    h.max_input = lim.max_input;
+    auto conn =
+        std::move(StreamConnection::create(base.get(), std::move(server_fd), h, lim)).value();
+    REQUIRE(conn->start().ok());
+    const size_t total = 1024 * 1024;
+    std::atomic<size_t> written{0};
+    std::thread peer([&, fd = client_fd.get()] {
+        send_all(fd, std::string(total, 'z'));
+        written = total;
+    });
+    // Half a second of the loop while the peer fills our input.
+    pbx::EventPtr brk(evtimer_new(
+        base.get(),
+        [](evutil_socket_t, short, void* b) { event_base_loopbreak(static_cast<event_base*>(b)); },
+        base.get()));
+    timeval tv{0, 500 * 1000};
+    event_add(brk.get(), &tv);
+    event_base_loop(base.get(), 0);
+    event_del(brk.get());
+    CHECK(conn->input_size() == lim.max_input);
+    CHECK(h.full_calls == 1);
+    // Draining below the mark (here from outside a callback) reads again.
+    h.taken = conn->input_size();
+    conn->drain(conn->input_size());
+    h.hold = false;
+    run_until(base.get(), [&] { return h.taken == total; });
+    peer.join();
+    CHECK(written == total);
+    conn->close();
+    run_until(base.get(), [&] { return h.closed; });
+}
+
 TEST_CASE("input_pending_now sees bytes the loop has not read yet", "[event][stream]") {
     auto base = new_base();
     auto [server_fd, client_fd] = socket_pair();
@@ -736,6 +798,98 @@ TEST_CASE("STARTTLS: a large last reply over the filter arrives whole", "[event]
     REQUIRE(handshake);
     CHECK(after.size() == 2000000);
     CHECK(clean);
+}
+
+// A producer that writes only when told the output drained, and only while
+// output_size() is under a high-water mark: the login proxy's flow control.
+struct Producer : StreamHandler {
+    std::unique_ptr<StreamConnection> conn;
+    const TlsContext* tls = nullptr;
+    size_t total = 0, sent = 0, high_water = 0;
+    size_t max_output_at_drained = 0;
+    bool tls_ready = false;
+    std::atomic<bool> drained_once{false};
+    bool closed = false;
+
+    void fill(StreamConnection& c) {
+        while (sent < total && c.output_size() < high_water) {
+            const size_t n = std::min<size_t>(16 * 1024, total - sent);
+            c.write(std::string(n, static_cast<char>('a' + (sent / 16384) % 26)));
+            sent += n;
+        }
+    }
+    void on_input(StreamConnection& c) noexcept override {
+        std::string_view in = c.peek(c.input_size());
+        if (in.find("STARTTLS\r\n") != std::string_view::npos) {
+            c.drain(in.size());
+            c.write("220 go\r\n");
+            REQUIRE(c.start_tls(*tls).ok());
+        }
+    }
+    void on_timeout(StreamConnection&) noexcept override {}
+    void on_tls_ready(StreamConnection& c) noexcept override {
+        tls_ready = true;
+        fill(c);
+    }
+    void on_drained(StreamConnection& c) noexcept override {
+        if (!tls_ready) return;  // the 220 before the handshake
+        max_output_at_drained = std::max(max_output_at_drained, c.output_size());
+        drained_once = true;
+        fill(c);
+    }
+    void on_closed(StreamConnection&, const CloseInfo&) noexcept override { closed = true; }
+};
+
+TEST_CASE("STARTTLS: on_drained comes only when the TLS records left too", "[event][tls]") {
+    // Over the filter, the TLS records wait in the socket bufferevent below
+    // it after the filter's own output has emptied. A handler that writes
+    // only while output_size() is under a mark must hear of the drain once
+    // they are sent; otherwise it is never woken again (the stalled RETR
+    // over STLS in the login proxy).
+    auto ctx = TlsContext::load_server(test_cert().cert, test_cert().key);
+    REQUIRE(ctx.ok());
+    auto base = new_base();
+    auto [server_fd, client_fd] = socket_pair();
+    // Small socket buffers: the records cannot all leave before the peer
+    // reads, and the peer reads only after the first on_drained.
+    const int small = 4096;
+    REQUIRE(::setsockopt(server_fd.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    REQUIRE(::setsockopt(client_fd.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    Producer srv;
+    srv.tls = &*ctx;
+    srv.total = 1024 * 1024;
+    srv.high_water = 64 * 1024;
+    srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    REQUIRE(srv.conn->start().ok());
+    std::string got;
+    bool handshake = false;
+    std::atomic<bool> done{false};
+    std::thread peer([&, fd = client_fd.get()] {
+        send_all(fd, "STARTTLS\r\n");
+        read_until(fd, "220 go\r\n");
+        TlsClient tc;
+        handshake = tc.connect(fd);
+        if (handshake) {
+            for (int i = 0; i < 1000 && !srv.drained_once; ++i) std::this_thread::sleep_for(5ms);
+            pollfd p{fd, POLLIN, 0};
+            // Records OpenSSL has already read are not in the socket.
+            while (got.size() < srv.total &&
+                   (SSL_pending(tc.ssl.get()) > 0 || ::poll(&p, 1, 5000) > 0)) {
+                char buf[65536];
+                int n = SSL_read(tc.ssl.get(), buf, sizeof buf);
+                if (n <= 0) break;
+                got.append(buf, static_cast<size_t>(n));
+            }
+        }
+        done = true;
+    });
+    run_until(base.get(), [&] { return done.load(); });
+    peer.join();
+    REQUIRE(handshake);
+    CHECK(got.size() == srv.total);
+    CHECK(srv.max_output_at_drained == 0);
+    srv.conn->close();
+    run_until(base.get(), [&] { return srv.closed; });
 }
 
 TEST_CASE("STARTTLS: a peer that never starts the handshake times out", "[event][tls]") {
