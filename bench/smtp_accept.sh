@@ -502,6 +502,27 @@ disk_delta() {
             f, f ? ($9 - $4) / f : 0, $10 - $5 }'
 }
 
+# The spool file system's own journal commits and flushes (SPOOL_FS=loop*):
+# jbd2's transaction count (/proc/fs/jbd2/<dev>-8/info, journal only) and the
+# loop device's flush requests (/sys/block/<dev>/stat, field 16). Unlike the
+# host disk's figures, only the two servers' spools are on it, so these count
+# what each server's commit protocol asks of the file system (load does not
+# change them much).
+spool_snap() {
+    local dev tx=0 fl=0
+    if [ -n "$LOOP_DEV" ]; then
+        dev=$(basename "$LOOP_DEV")
+        [ -r "/proc/fs/jbd2/$dev-8/info" ] && tx=$(awk 'NR == 1 { print $1 }' "/proc/fs/jbd2/$dev-8/info")
+        fl=$(awk '{ print $16 }' "/sys/block/$dev/stat")
+    fi
+    echo "$tx $fl"
+}
+# spool_delta BEFORE AFTER COUNT: journal commits and flushes per message.
+spool_delta() {
+    [ -n "$LOOP_DEV" ] || return 0
+    echo "$1 $2" | awk -v n="$3" '{ printf " spool: commits=%.2f flushes=%.2f per message", ($3 - $1) / n, ($4 - $2) / n }'
+}
+
 # tree_pids ROOT: ROOT and every process below it.
 tree_pids() {
     local frontier=$1 next p c
@@ -599,9 +620,9 @@ for sessions in "$SESSIONS" 1; do
             sink_start
             if [ "$side" = pillarbox ]; then
                 pbx_start
-                d0=$(disk_snap) c0=$(tree_cpu "$PBX_MASTER_PID") w0=$(tree_switches "$PBX_MASTER_PID")
+                d0=$(disk_snap) c0=$(tree_cpu "$PBX_MASTER_PID") w0=$(tree_switches "$PBX_MASTER_PID") j0=$(spool_snap)
                 secs=$(run_source "$PBX_PORT" "$sessions" "$n")
-                d1=$(disk_snap) c1=$(tree_cpu "$PBX_MASTER_PID") w1=$(tree_switches "$PBX_MASTER_PID")
+                d1=$(disk_snap) c1=$(tree_cpu "$PBX_MASTER_PID") w1=$(tree_switches "$PBX_MASTER_PID") j1=$(spool_snap)
                 if [ "$MODE" != accept ]; then
                     queued=$(delivered)
                     pbx_stop
@@ -614,15 +635,15 @@ for sessions in "$SESSIONS" 1; do
             else
                 pf_start
                 pf_root=$(tr -d ' ' <"$PF_SPOOL/pid/master.pid")
-                d0=$(disk_snap) c0=$(tree_cpu "$pf_root") w0=$(tree_switches "$pf_root")
+                d0=$(disk_snap) c0=$(tree_cpu "$pf_root") w0=$(tree_switches "$pf_root") j0=$(spool_snap)
                 secs=$(run_source "$PF_PORT" "$sessions" "$n")
-                d1=$(disk_snap) c1=$(tree_cpu "$pf_root") w1=$(tree_switches "$pf_root")
+                d1=$(disk_snap) c1=$(tree_cpu "$pf_root") w1=$(tree_switches "$pf_root") j1=$(spool_snap)
                 if [ "$MODE" != accept ]; then queued=$(delivered); else queued="-"; fi
                 pf_stop
             fi
             sink_stop
             rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
-            disk=$(disk_delta "$d0" "$d1")
+            disk="$(disk_delta "$d0" "$d1")$(spool_delta "$j0" "$j1" "$n")"
             # CPU ms per message of the server's processes during the run,
             # user + system: system time is where a file system's own cost
             # shows (bench/RESULTS.md: ext4 without a journal).
@@ -657,7 +678,7 @@ for sessions in "$SESSIONS" 1; do
     printf '| %s | %s | %s | %s | %s | %s (of %s) |\n' "$sessions" "$n" "$pbx" "$pf" "$ratio" "$envs" "$n"
 done
 echo
-echo "all runs (sessions messages run side seconds msg/s $COUNTED, load, the server's CPU ms/message user+system, its threads' voluntary context switches per message, the host disk's I/O during the run):"
+echo "all runs (sessions messages run side seconds msg/s $COUNTED, load, the server's CPU ms/message user+system, its threads' voluntary context switches per message, the host disk's I/O during the run, and the spool file system's journal commits and flushes per message):"
 sed 's/^/    /' "$RESULTS"
 fi  # PROFILE_ONLY
 

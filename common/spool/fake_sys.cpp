@@ -32,6 +32,8 @@ const char* op_name(Op op) {
             return "fstat";
         case Op::Lstat:
             return "lstat";
+        case Op::SyncFileRange:
+            return "sync_file_range";
     }
     return "?";
 }
@@ -85,6 +87,10 @@ SysResult FakeSys::write(int fd, const void* buf, size_t len) {
 SysResult FakeSys::fsync(int fd) {
     if (int e = enter(Op::Fsync, {})) return sys_fail(e);
     return real().fsync(fd);
+}
+SysResult FakeSys::sync_file_range(int fd, unsigned flags) {
+    if (int e = enter(Op::SyncFileRange, {})) return sys_fail(e);
+    return real().sync_file_range(fd, flags);
 }
 SysResult FakeSys::close(int fd) {
     // As on Linux, the descriptor is released even when close reports an error.

@@ -26,6 +26,7 @@ enum class Op {
     Fchmod,
     Fstat,
     Lstat,
+    SyncFileRange,
 };
 
 const char* op_name(Op op);
@@ -48,6 +49,7 @@ class FakeSys final : public Sys {
     SysResult read(int fd, void* buf, size_t len) override;
     SysResult write(int fd, const void* buf, size_t len) override;
     SysResult fsync(int fd) override;
+    SysResult sync_file_range(int fd, unsigned flags) override;
     SysResult close(int fd) override;
     SysResult rename(const std::string& from, const std::string& to) override;
     SysResult link(const std::string& from, const std::string& to) override;
@@ -71,7 +73,7 @@ class FakeSys final : public Sys {
 
     std::vector<Rule> rules_;
     std::vector<std::string> trace_;
-    int counts_[static_cast<int>(Op::Lstat) + 1] = {};
+    int counts_[static_cast<int>(Op::SyncFileRange) + 1] = {};
     size_t max_write_ = 0;
 };
 

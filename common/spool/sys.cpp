@@ -24,6 +24,9 @@ class RealSys final : public Sys {
         return wrap(::write(fd, buf, len));
     }
     SysResult fsync(int fd) override { return wrap(::fsync(fd)); }
+    SysResult sync_file_range(int fd, unsigned flags) override {
+        return wrap(::sync_file_range(fd, 0, 0, flags));
+    }
     SysResult close(int fd) override { return wrap(::close(fd)); }
     SysResult rename(const std::string& from, const std::string& to) override {
         return wrap(::rename(from.c_str(), to.c_str()));

@@ -30,6 +30,12 @@ class Sys {
     virtual SysResult read(int fd, void* buf, size_t len) = 0;
     virtual SysResult write(int fd, const void* buf, size_t len) = 0;
     virtual SysResult fsync(int fd) = 0;
+    // sync_file_range(2) over the whole file (offset 0, length 0): starts
+    // and/or waits for the writeback of its dirty pages. Never a substitute
+    // for fsync (it syncs no metadata and flushes no disk cache); the commit
+    // uses it to have several files' blocks allocated before their fsyncs,
+    // so that one journal commit covers them all (queue-manager/commit.cpp).
+    virtual SysResult sync_file_range(int fd, unsigned flags) = 0;
     // The fd is gone after close whatever the result (Linux semantics).
     virtual SysResult close(int fd) = 0;
     virtual SysResult rename(const std::string& from, const std::string& to) = 0;

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -133,6 +134,12 @@ TEST_CASE("commit: a message lands in queue/ with its Received: line and envelop
     CHECK(msg_rename < dir_open);
     CHECK(tr[static_cast<size_t>(dir_open) + 1] == "fsync");
     CHECK(s.calls(Op::Fsync) == 3);
+    // Both files' writeback (started for both, then waited for on both)
+    // comes before the first fsync: one journal commit covers both files.
+    CHECK(s.calls(Op::SyncFileRange) == 4);
+    auto first_fsync = pos("fsync");
+    auto last_writeback = tr.rend() - std::find(tr.rbegin(), tr.rend(), "sync_file_range") - 1;
+    CHECK(last_writeback < first_fsync);
     CHECK(count(tr, "open " + p.queue) == 1);
 }
 
@@ -151,6 +158,10 @@ TEST_CASE("commit: every injected I/O failure is a temporary failure with nothin
         {Op::Write, 1, ENOSPC, "4.3.1", "write the Received: line"},
         {Op::Write, 2, ENOSPC, "4.3.1", "write the data"},
         {Op::Write, 2, EIO, "4.3.0", "write the data"},
+        {Op::SyncFileRange, 1, ENOSPC, "4.3.1", "start the message's writeback"},
+        {Op::SyncFileRange, 2, EIO, "4.3.0", "start the envelope's writeback"},
+        {Op::SyncFileRange, 3, EIO, "4.3.0", "wait for the message's writeback"},
+        {Op::SyncFileRange, 4, ENOSPC, "4.3.1", "wait for the envelope's writeback"},
         {Op::Fsync, 1, EIO, "4.3.0", "fsync the message"},
         {Op::Fsync, 1, ENOSPC, "4.3.1", "fsync the message"},
         {Op::Close, 1, EIO, "4.3.0", "close the message"},
@@ -204,6 +215,39 @@ TEST_CASE("commit: a wave shares one directory fsync; a failed member fails alon
     CHECK(wave[0].result.ok());
     CHECK_FALSE(wave[1].result.ok());
     CHECK(wave[2].result.ok());
+    CHECK(list_dir(spool.paths().incoming).empty());
+    CHECK(list_dir(spool.paths().queue) ==
+          std::vector<std::string>{wave[0].id.str() + ".env", wave[0].id.str() + ".msg",
+                                   wave[2].id.str() + ".env", wave[2].id.str() + ".msg"});
+}
+
+TEST_CASE("commit: a wave writes every file back before any fsync; a failed writeback fails alone",
+          "[queue][commit]") {
+    TempSpool spool;
+    FakeSys s;
+    std::vector<CommitJob> wave;
+    for (int i = 0; i < 3; ++i) {
+        auto t = Transaction::begin(spool.paths(), begin_envelope(), {}, s);
+        REQUIRE(t.ok());
+        t->add_recipient(rcpt("bob@example.test"));
+        t->add_data(kBody, rc());
+        auto job = t->finish(rc(), 0);
+        REQUIRE(job.ok());
+        wave.push_back(std::move(job).value());
+    }
+    // Writebacks started: msg1 env1 msg2 env2 msg3 env3; the wait for the
+    // second message's envelope is the 10th call.
+    s.fail(Op::SyncFileRange, ENOSPC, 10);
+    WaveStats st = run_wave(wave, spool.paths(), s);
+    CHECK(st.committed == 2);
+    CHECK(st.failed == 1);
+    CHECK(s.calls(Op::SyncFileRange) == 12);  // 6 starts, 6 waits (one failed)
+    CHECK(s.calls(Op::Fsync) == 5);           // 2 messages, 2 envelopes, the directory
+    const auto& tr = s.trace();
+    auto first_fsync = std::find(tr.begin(), tr.end(), "fsync");
+    CHECK(std::find(first_fsync, tr.end(), "sync_file_range") == tr.end());
+    REQUIRE_FALSE(wave[1].result.ok());
+    CHECK(io_refusal(wave[1].result.error()).text.rfind("4.3.1", 0) == 0);
     CHECK(list_dir(spool.paths().incoming).empty());
     CHECK(list_dir(spool.paths().queue) ==
           std::vector<std::string>{wave[0].id.str() + ".env", wave[0].id.str() + ".msg",
@@ -324,6 +368,12 @@ class GateSys final : public sys::Sys {
         }
         return sys::real().fsync(fd);
     }
+    sys::SysResult sync_file_range(int fd, unsigned flags) override {
+        if (fail_writeback_) return sys::sys_fail(ENOSPC);
+        return sys::real().sync_file_range(fd, flags);
+    }
+    // Every sync_file_range fails with ENOSPC.
+    void fail_writeback() { fail_writeback_ = true; }
     sys::SysResult open(const std::string& p, int f, mode_t m) override {
         return sys::real().open(p, f, m);
     }
@@ -357,6 +407,7 @@ class GateSys final : public sys::Sys {
     std::condition_variable cv_;
     bool open_ = false;
     int waiting_ = 0;
+    std::atomic<bool> fail_writeback_{false};
 };
 
 }  // namespace
@@ -403,6 +454,36 @@ TEST_CASE("commit: the group committer runs waves off the loop and reports on it
     CHECK((*gc)->largest_wave() == kJobs - 1);
     CHECK(list_dir(spool.paths().queue).size() == 2 * kJobs);
     CHECK(list_dir(spool.paths().incoming).empty());
+}
+
+TEST_CASE("commit: a failed writeback in the group committer is reported, never committed",
+          "[queue][commit]") {
+    TempSpool spool;
+    GateSys gate;
+    gate.open_gate();
+    EventBasePtr base(event_base_new());
+    REQUIRE(base);
+    std::vector<CommitJob> done;
+    auto gc = GroupCommitter::create(
+        base.get(), spool.paths(), [&](CommitJob&& j) { done.push_back(std::move(j)); }, gate);
+    REQUIRE(gc.ok());
+    auto t = Transaction::begin(spool.paths(), begin_envelope(), {}, gate);
+    REQUIRE(t.ok());
+    t->add_recipient(rcpt("bob@example.test"));
+    t->add_data(kBody, rc());
+    auto job = t->finish(rc(), 0);
+    REQUIRE(job.ok());
+    gate.fail_writeback();
+    (*gc)->submit(std::move(job).value());
+    for (int spins = 0; done.empty() && spins < 10000; ++spins)
+        event_base_loop(base.get(), EVLOOP_ONCE);
+    REQUIRE(done.size() == 1);
+    REQUIRE_FALSE(done[0].result.ok());
+    Refusal r = io_refusal(done[0].result.error());
+    CHECK(r.temporary);
+    CHECK(r.text.rfind("4.3.1", 0) == 0);
+    CHECK(list_dir(spool.paths().incoming).empty());
+    CHECK(list_dir(spool.paths().queue).empty());
 }
 
 TEST_CASE("commit: stopping the committer finishes what was submitted, reporting nothing",
