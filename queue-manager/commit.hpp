@@ -1,8 +1,9 @@
 // The commit protocol of DESIGN §4 with group commit.
 //
 // One message's commit:
-//   fsync incoming/ID and, side by side with it, write + fsync the envelope's
-//   temp file → rename incoming/ID to queue/ID.msg → rename the temp to
+//   write the envelope's temp file → write back incoming/ID and the temp
+//   (sync_file_range, so that one journal commit covers both) → fsync both,
+//   side by side → rename incoming/ID to queue/ID.msg → rename the temp to
 //   queue/ID.env (no directory fsync yet)
 // and once per wave, after the renames of every message of the wave:
 //   fsync queue/
@@ -64,9 +65,11 @@ WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths,
 // event loop (an eventfd wakes it). The loop stays single-threaded: `done`
 // is always called from the loop, and nothing but the queues is shared.
 //
-// The path of one message (bench/RESULTS.md): submit() queues its two file
-// tasks (fsync of incoming/ID; write + fsync of the envelope temp) and wakes
-// two idle threads at once; whichever finishes second renames both files and
+// The path of one message (bench/RESULTS.md): submit() queues its file task
+// and wakes an idle thread, which writes the envelope temp, writes both files
+// back, hands the envelope's fsync to another idle thread (or, with none
+// idle, makes it itself afterwards) and fsyncs incoming/ID; whichever fsync
+// finishes second renames both files and
 // then either runs the directory fsync itself or, if another thread runs
 // directory waves already, leaves the message for that thread's next wave.
 // A wave waits for the file tasks of every message submitted before it
@@ -123,7 +126,7 @@ class GroupCommitter {
     std::mutex mu_;
     std::condition_variable cv_;
     // Guarded by mu_:
-    std::deque<std::pair<InFlight*, int>> tasks_;  // (message, 0 = file / 1 = envelope)
+    std::deque<std::pair<InFlight*, int>> tasks_;  // (message, 0 = files / 1 = envelope fsync)
     std::vector<InFlight*> placed_;                // renamed, waiting for a directory fsync
     std::set<uint64_t> in_files_;  // sequence numbers of messages still in their file tasks
     uint64_t next_seq_ = 0;
