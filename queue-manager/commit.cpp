@@ -41,9 +41,9 @@ constexpr size_t kWaveParallelism = 32;
 // two journal commits (the second file's extents land in the transaction after
 // the one the first fsync commits). With both files written back first, their
 // metadata sits in one transaction: the first fsync commits it and the second
-// finds it committed (bench/RESULTS.md, 2026-11-26 08:00: 2.5 → 2 journal
-// commits per message at 1 session; steps 2 and 3 are the second commit, which
-// no order that keeps renames after the file fsyncs can share).
+// finds it committed (bench/RESULTS.md, 2026-11-26 08:08: 2.1–2.4 → 2.00
+// journal commits per message at 1 session; steps 2 and 3 are the second
+// commit, which no order that keeps renames after the file fsyncs can share).
 namespace {
 
 std::atomic<uint64_t> g_envelope_temp_counter{0};
