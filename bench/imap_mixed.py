@@ -52,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
+import dovecot_conf  # noqa: E402
 import taskstats  # noqa: E402
 from imap_fetch import make_messages  # noqa: E402
 
@@ -246,47 +247,6 @@ def fill_maildir(maildir, template, vmail):
         os.link(os.path.join(template, "cur", name), os.path.join(maildir, "cur", name))
 
 
-def dovecot_config(work, port, vmail, users, extra="", homes=None):
-    conf = os.path.join(work, "dovecot.conf")
-    with open(os.path.join(work, "passwd"), "w") as f:
-        for u in users:
-            f.write("%s:%s\n" % (u, harness.password_hash(PASSWORD)))
-    os.chmod(os.path.join(work, "passwd"), 0o644)
-    with open(conf, "w") as f:
-        f.write("""
-base_dir = {w}/run
-state_dir = {w}/state
-log_path = {w}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-first_valid_gid = 1
-mail_location = maildir:{h}/%u/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT {w}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={h}/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-{extra}
-""".format(w=work, h=homes or os.path.join(work, "home"), port=port, uid=vmail.pw_uid,
-           gid=vmail.pw_gid, extra=extra))
-    return conf
-
-
 class Servers:
     """Both servers with the same users and the same messages."""
 
@@ -357,8 +317,9 @@ class Servers:
                 fill_maildir(os.path.join(self.inst.mail_dir, u, "Maildir"), template,
                              self.vmail)
                 fill_maildir(os.path.join(home, "Maildir"), template, self.vmail)
-        self.conf = dovecot_config(self.work, self.dove_port, self.vmail, users, dovecot_extra,
-                                   homes=os.path.join(data, "home"))
+        self.conf = dovecot_conf.write(self.work, "imap", self.dove_port, self.vmail, users,
+                                       PASSWORD, dovecot_extra,
+                                       homes=os.path.join(data, "home"))
 
     def start(self):
         self.inst.start()

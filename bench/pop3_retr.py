@@ -47,6 +47,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 import harness  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dovecot_conf  # noqa: E402
+
 N = int(os.environ.get("N", "1000"))
 PAR = int(os.environ.get("PAR", "20"))
 RUNS = int(os.environ.get("RUNS", "3"))
@@ -448,45 +451,6 @@ def strace_session(side, user, work):
             side.name, who, total / N, ", ".join("%s %.2f" % (k, v / N) for k, v in top)))
 
 
-def dovecot_config(work, port, vmail):
-    conf = os.path.join(work, "dovecot.conf")
-    with open(os.path.join(work, "passwd"), "w") as f:
-        for i in range(PAR):
-            f.write("u%d:%s\n" % (i, harness.password_hash(PASSWORD)))
-    os.chmod(os.path.join(work, "passwd"), 0o644)
-    with open(conf, "w") as f:
-        f.write("""
-base_dir = {w}/run
-state_dir = {w}/state
-log_path = {w}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-first_valid_gid = 1
-mail_location = maildir:{w}/home/%u/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT {w}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={w}/home/%u
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-""".format(w=work, port=port, uid=vmail.pw_uid, gid=vmail.pw_gid))
-    return conf
-
-
 def main():
     if os.geteuid() != 0:
         sys.exit("run me as root")
@@ -513,7 +477,7 @@ def main():
         os.makedirs(home)
         os.chown(home, vmail.pw_uid, vmail.pw_gid)
         fill_maildir(os.path.join(home, "Maildir"), src, names, vmail)
-    conf = dovecot_config(work, dove_port, vmail)
+    conf = dovecot_conf.write(work, "pop3", dove_port, vmail, users, PASSWORD)
     inst.start()
     dove = subprocess.Popen(["dovecot", "-F", "-c", conf])
     try:
