@@ -13,6 +13,19 @@ commits/s:
   pillarbox     create incoming/ID, write, fsync, rename to queue/ID.msg;
                 envelope to a temp file, fsync, rename; fsync queue/: the
                 commit protocol of DESIGN §4 (three fsyncs per message)
+  pillarbox-sfr the same files and fsyncs in the order queue-manager/commit.cpp
+                makes them today: both files written, their writeback started
+                and waited for (sync_file_range), both fsynced, both renamed,
+                queue/ fsynced (two journal commits per message on ext4)
+  maildir       local-delivery's Maildir store: tmp/ file, fsync, link into
+                new/, unlink, fsync new/ (issue 4's rule)
+  postfix-maildir  postfix-like, then the Maildir file fsynced without a
+                directory fsync (Postfix's local(8))
+  pillarbox-maildir  pillarbox-sfr, then maildir
+
+With --sequential-only, only the 1-thread runs: the ceiling of a 1-session
+benchmark, where every message's file-system work is serial and no SMTP is
+spoken at all.
 
 each run by 1 thread and by THREADS threads at once (Postfix's 20 cleanup
 processes fsync concurrently; Pillarbox's queue-manager runs the per-file
@@ -23,6 +36,7 @@ Usage: fsync_probe.py [--dir DIR] [--count N] [--threads T] [--wave W]
 """
 
 import argparse
+import ctypes
 import os
 import shutil
 import tempfile
@@ -41,6 +55,12 @@ def write_file(path, data, sync=True):
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong,
+                                  ctypes.c_uint]
+SFR_WAIT_BEFORE, SFR_WRITE, SFR_WAIT_AFTER = 1, 2, 4
 
 
 def fsync_dir(path):
@@ -68,10 +88,51 @@ def pillarbox_one(root, name, dir_sync=True):
         fsync_dir(os.path.join(root, "queue"))
 
 
+def pillarbox_sfr(root, name):
+    inc = os.path.join(root, "incoming", name)
+    env = os.path.join(root, "queue", name + ".env")
+    fds = [os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for p in (inc, env + ".tmp")]
+    try:
+        os.write(fds[0], BODY)
+        os.write(fds[1], ENVELOPE)
+        for flags in (SFR_WRITE, SFR_WAIT_BEFORE | SFR_WRITE | SFR_WAIT_AFTER):
+            for fd in fds:
+                _libc.sync_file_range(fd, 0, 0, flags)
+        for fd in fds:
+            os.fsync(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    os.rename(inc, os.path.join(root, "queue", name + ".msg"))
+    os.rename(env + ".tmp", env)
+    fsync_dir(os.path.join(root, "queue"))
+
+
+def maildir_store(root, name, dir_sync=True):
+    tmp = os.path.join(root, "Maildir", "tmp", name)
+    write_file(tmp, BODY)
+    os.link(tmp, os.path.join(root, "Maildir", "new", name))
+    os.unlink(tmp)
+    if dir_sync:
+        fsync_dir(os.path.join(root, "Maildir", "new"))
+
+
+def postfix_maildir(root, name):
+    postfix_like(root, name)
+    maildir_store(root, name, dir_sync=False)
+
+
+def pillarbox_maildir(root, name):
+    pillarbox_sfr(root, name)
+    maildir_store(root, name)
+
+
 def run(label, base, count, threads, fn):
     root = tempfile.mkdtemp(prefix="fsync-probe-", dir=base)
     os.mkdir(os.path.join(root, "incoming"))
     os.mkdir(os.path.join(root, "queue"))
+    for d in ("Maildir", "Maildir/tmp", "Maildir/new"):
+        os.mkdir(os.path.join(root, d))
     per = count // threads
     t0 = time.monotonic()
 
@@ -116,13 +177,18 @@ def main():
     ap.add_argument("--count", type=int, default=400)
     ap.add_argument("--threads", type=int, default=20)
     ap.add_argument("--wave", type=int, default=10)
+    ap.add_argument("--sequential-only", action="store_true")
     a = ap.parse_args()
+    patterns = [("postfix-like", postfix_like), ("pillarbox", pillarbox_one),
+                ("pillarbox-sfr", pillarbox_sfr), ("maildir", maildir_store),
+                ("postfix-maildir", postfix_maildir), ("pillarbox-maildir", pillarbox_maildir)]
     roots = []
     try:
-        for threads in (1, a.threads):
-            roots.append(run("postfix-like", a.dir, a.count, threads, postfix_like))
-            roots.append(run("pillarbox", a.dir, a.count, threads, pillarbox_one))
-        roots.append(pillarbox_waves(a.dir, a.count, a.wave))
+        for threads in (1,) if a.sequential_only else (1, a.threads):
+            for label, fn in patterns:
+                roots.append(run(label, a.dir, a.count, threads, fn))
+        if not a.sequential_only:
+            roots.append(pillarbox_waves(a.dir, a.count, a.wave))
     finally:
         # Removed only at the end: deleting thousands of inodes right before
         # a pattern makes ext4 without a journal skip them while allocating
