@@ -41,6 +41,7 @@ class Glue : public event::StreamHandler {
         if (!c) return Err{c.error()};
         conn_ = std::move(c).value();
         conn_->set_idle_timeout(autologout_);
+        conn_->set_whole_reads(true);  // an APPEND's literal in reads of 64 KiB
         if (auto st = conn_->start(); !st) return st;
         inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
         if (inotify_) {

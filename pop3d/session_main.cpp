@@ -52,6 +52,7 @@ class Session : public event::StreamHandler {
         auto c = event::StreamConnection::create(base_, UniqueFd(si::kClientFd), *this);
         if (!c) return Err{c.error()};
         conn_ = std::move(c).value();
+        conn_->set_whole_reads(true);  // pipelined commands in one read
         if (auto s = conn_->start(); !s) return s;
         conn_->set_idle_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(
             ctx.config.duration("pop3_autologout")));

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -55,6 +56,7 @@ StreamConnection::StreamConnection(event_base* base, UniqueFd fd, StreamHandler&
 
 StreamConnection::~StreamConnection() {
     *alive_ = false;
+    reader_.reset();  // before the bufferevent closes the socket it watches
     if (plain_output_entry_ && plain_)
         evbuffer_remove_cb_entry(bufferevent_get_output(plain_), plain_output_entry_);
     if (bev_) bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
@@ -63,9 +65,27 @@ StreamConnection::~StreamConnection() {
 Status StreamConnection::init_bev(bufferevent* bev) {
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, this);
     bufferevent_setwatermark(bev, EV_READ, 0, limits_.max_input);
-    if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) return fail("bufferevent_enable failed");
+    // With whole reads the bufferevent only writes; reader_ reads.
+    if (bufferevent_enable(bev, raw_ ? EV_WRITE : EV_READ | EV_WRITE) != 0)
+        return fail("bufferevent_enable failed");
+    if (raw_ && event_add(reader_.get(), nullptr) != 0) return fail("event_add failed");
     arm_timer();
     return {};
+}
+
+void StreamConnection::set_reading(bool on) {
+    if (!bev_) return;
+    if (raw_) {
+        if (on)
+            event_add(reader_.get(), nullptr);
+        else
+            event_del(reader_.get());
+        return;
+    }
+    if (on)
+        bufferevent_enable(bev_.get(), EV_READ);
+    else
+        bufferevent_disable(bev_.get(), EV_READ);
 }
 
 Status StreamConnection::start() {
@@ -75,6 +95,11 @@ Status StreamConnection::start() {
     if (!bev) return fail("bufferevent_socket_new failed");
     (void)owned_fd_.release();  // the bufferevent closes it now
     bev_.reset(bev);
+    if (whole_reads_) {
+        reader_.reset(event_new(base_, fd_, EV_READ | EV_PERSIST, raw_read_cb, this));
+        if (!reader_) return fail("event_new failed");
+        raw_ = true;
+    }
     return init_bev(bev);
 }
 
@@ -97,20 +122,20 @@ void StreamConnection::drain(size_t n) {
     evbuffer_drain(bufferevent_get_input(bev_.get()), n);
     if (full_ && input_size() < limits_.max_input) {
         full_ = false;
-        if (!paused_ && !eof_ && !flushing_) bufferevent_enable(bev_.get(), EV_READ);
+        if (!paused_ && !eof_ && !flushing_) set_reading(true);
     }
 }
 
 void StreamConnection::pause_reading() {
     paused_ = true;
-    if (bev_ && !finished_ && !handshaking_) bufferevent_disable(bev_.get(), EV_READ);
+    if (bev_ && !finished_ && !handshaking_) set_reading(false);
 }
 
 void StreamConnection::resume_reading() {
     if (!paused_) return;
     paused_ = false;
     if (!bev_ || finished_ || flushing_) return;
-    if (!eof_ && !full_) bufferevent_enable(bev_.get(), EV_READ);
+    if (!eof_ && !full_) set_reading(true);
     // Input that arrived before the pause gets no new read callback.
     if (input_size() > 0 || eof_) event_active(kick_.get(), 0, 0);
 }
@@ -195,7 +220,7 @@ void StreamConnection::arm_timer() {
 void StreamConnection::close_after_flush() {
     if (finished_ || flushing_) return;
     flushing_ = true;
-    if (bev_) bufferevent_disable(bev_.get(), EV_READ);
+    set_reading(false);
     if (handshaking_) {
         // Nothing of ours can be pending inside an unfinished handshake.
         finish(CloseReason::Closed, {});
@@ -230,6 +255,7 @@ void StreamConnection::finish(CloseReason reason, std::string detail) {
         bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
         bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
     }
+    if (reader_) event_del(reader_.get());
     event_del(timer_.get());
     event_del(kick_.get());
     event_del(flush_.get());
@@ -269,6 +295,49 @@ void StreamConnection::read_cb(bufferevent*, void* self) noexcept {
         // and back on in drain().
         c->full_ = true;
         bufferevent_disable(c->bev_.get(), EV_READ);
+    }
+    c->handler_->on_input(*c);
+}
+
+void StreamConnection::raw_read_cb(evutil_socket_t, short, void* self) noexcept {
+    auto* c = static_cast<StreamConnection*>(self);
+    if (c->finished_ || !c->raw_ || !c->bev_) return;
+    evbuffer* in = bufferevent_get_input(c->bev_.get());
+    const size_t have = evbuffer_get_length(in);
+    if (c->full_ || c->flushing_ || c->paused_ || c->eof_ || have >= c->limits_.max_input) {
+        event_del(c->reader_.get());  // set_reading(true) turns it back on
+        return;
+    }
+    // Into a buffer of the thread, then copied: reserving kWholeReadMax in
+    // the evbuffer would allocate (and free) that much per read.
+    thread_local std::array<char, kWholeReadMax> buf;
+    const size_t room = std::min(c->limits_.max_input - have, buf.size());
+    const ssize_t n = ::recv(c->fd_, buf.data(), room, MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        c->finish(CloseReason::Error, std::strerror(errno));
+        return;
+    }
+    c->arm_timer();
+    if (n == 0) {
+        // What event_cb() does at BEV_EVENT_EOF (no handshake, no flush here).
+        c->eof_ = true;
+        event_del(c->reader_.get());
+        c->handler_->on_input(*c);
+        return;
+    }
+    // A bufferevent keeps the end of its input frozen but while it reads.
+    evbuffer_unfreeze(in, 0);
+    const int added = evbuffer_add(in, buf.data(), static_cast<size_t>(n));
+    evbuffer_freeze(in, 0);
+    if (added != 0) {
+        c->finish(CloseReason::Error, "evbuffer_add failed");
+        return;
+    }
+    if (have + static_cast<size_t>(n) >= c->limits_.max_input) {
+        // As read_cb(): reported once, reading is off until drain().
+        c->full_ = true;
+        event_del(c->reader_.get());
     }
     c->handler_->on_input(*c);
 }
@@ -342,7 +411,7 @@ void StreamConnection::event_cb(bufferevent*, short what, void* self) noexcept {
             return;
         }
         c->eof_ = true;
-        bufferevent_disable(c->bev_.get(), EV_READ);
+        c->set_reading(false);
         c->handler_->on_input(*c);
         return;
     }

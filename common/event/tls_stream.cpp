@@ -96,6 +96,13 @@ Result<size_t> StreamConnection::upgrade(SslPtr ssl, bool accepting) {
     evbuffer_drain(in, discarded);
 
     bufferevent* under = bev_.get();
+    if (raw_) {
+        // Whole reads are for plaintext: from here on libevent reads the
+        // socket again, for the filter.
+        event_del(reader_.get());
+        raw_ = false;
+        bufferevent_enable(under, EV_READ);
+    }
     // The filter reads the socket bufferevent; it must not stall on our
     // watermark, and its callbacks become the filter's.
     bufferevent_setwatermark(under, EV_READ, 0, 0);

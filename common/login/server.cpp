@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 
 #include "common/event/stream.hpp"
 #include "common/event/write_through.hpp"
@@ -22,7 +21,6 @@ namespace {
 
 constexpr timeval kStopGrace{3, 0};
 constexpr size_t kForwardChunk = 64 * 1024;
-constexpr size_t kLibeventMaxRead = 4096;  // EVBUFFER_MAX_READ in libevent 2.1
 
 std::string esc(std::string_view v) {
     return ipc::escape_value(v, 64);
@@ -76,6 +74,9 @@ class Connection : public event::StreamHandler {
             return false;
         }
         conn_ = std::move(c).value();
+        // In plaintext (before STARTTLS, and proxying after a plaintext
+        // login) a read takes what the socket holds: see forward().
+        conn_->set_whole_reads(true);
         const LoginSettings& st = server_.settings();
         ClientFacts facts;
         facts.client_ip = peer_.ip;
@@ -241,23 +242,13 @@ class Connection : public event::StreamHandler {
             std::string_view v =
                 from.peek(std::min({avail, kProxyHighWater - queued, kForwardChunk}));
             if (v.empty()) break;
-            // libevent 2.1 reads at most 4 KiB per read callback: when that
-            // is what came, the rest of a longer answer (a RETR, a FETCH) is
-            // most likely in the socket already. Read it now (plaintext
-            // only) and send both parts with one call, as one segment: the
-            // client then wakes once per answer, not twice. EOF and errors
-            // are left to the bufferevent's next read.
-            std::string_view more;
-            if (v.size() == avail && avail % kLibeventMaxRead == 0 && !from.tls_active() &&
-                !from.closing() && from.fd() >= 0 && queued + v.size() < kProxyHighWater) {
-                const size_t room =
-                    std::min(relay_buf_.size(), kProxyHighWater - queued - v.size());
-                const ssize_t n = ::recv(from.fd(), relay_buf_.data(), room, MSG_DONTWAIT);
-                if (n > 0) more = std::string_view(relay_buf_.data(), static_cast<size_t>(n));
-            }
-            event::write_through(to, v, more);
+            // Both plaintext sides read whole (set_whole_reads): an answer
+            // of up to 64 KiB that the session sent with one send() is here
+            // in one piece and leaves with one send(), as one segment, so
+            // the client wakes once per answer. Over TLS libevent decrypts
+            // and hands over what it has; it goes on as it comes.
+            event::write_through(to, v);
             from.drain(v.size());
-            if (!more.empty()) break;  // the socket is (most likely) empty now
         }
     }
 
@@ -363,6 +354,7 @@ class Connection : public event::StreamHandler {
         }
         auto s =
             event::StreamConnection::create(server_.base(), std::move(local_end_), session_side_);
+        if (s) (*s)->set_whole_reads(true);
         if (!s || !(*s)->start()) {
             log::error("cannot proxy to the session of ", esc(user_));
             conn_->close();
@@ -399,7 +391,6 @@ class Connection : public event::StreamHandler {
     bool client_closed_ = false;
     bool session_closed_ = false;
     size_t discarded_ = 0;
-    static inline std::array<char, kForwardChunk> relay_buf_;  // one process, one thread
 };
 
 // ---- settings and the server -------------------------------------------------

@@ -408,6 +408,7 @@ TEST_CASE("plain connection: lines in, replies out, write-then-close", "[event][
     // per round of callbacks, the rest through the bufferevent).
     const bool direct = GENERATE(false, true);
     srv.conn->set_direct_writes(direct);
+    srv.conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     CHECK_FALSE(srv.conn->tls_active());
 
@@ -425,6 +426,42 @@ TEST_CASE("plain connection: lines in, replies out, write-then-close", "[event][
     CHECK(srv.drained >= 1);  // after "echo: hello", sent before the rest arrived
     CHECK(srv.close_info.reason == CloseReason::Closed);
     CHECK(srv.conn == nullptr);  // destroyed inside on_closed
+}
+
+TEST_CASE("whole reads: what the socket holds comes in one on_input", "[event][stream]") {
+    // libevent reads at most 4 KiB per callback; with whole reads one
+    // readiness takes everything (up to kWholeReadMax), in one call.
+    auto base = new_base();
+    auto [server_fd, client_fd] = socket_pair();
+    struct Sizes : StreamHandler {
+        std::vector<size_t> seen;
+        bool eof = false, closed = false;
+        void on_input(StreamConnection& c) noexcept override {
+            if (c.input_size() > 0) seen.push_back(c.input_size());
+            c.drain(c.input_size());
+            if (c.at_eof()) {
+                eof = true;
+                c.close();
+            }
+        }
+        void on_timeout(StreamConnection&) noexcept override {}
+        void on_tls_ready(StreamConnection&) noexcept override {}
+        void on_closed(StreamConnection&, const CloseInfo&) noexcept override { closed = true; }
+    } h;
+    auto conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), h)).value();
+    conn->set_whole_reads(true);
+    REQUIRE(conn->start().ok());
+    send_all(client_fd.get(), std::string(10000, 'a'));  // before the loop runs
+    run_until(base.get(), [&] { return !h.seen.empty(); });
+    CHECK(h.seen == std::vector<size_t>{10000});
+    // More than one read's worth: kWholeReadMax, then the rest.
+    const int big = 1 << 20;
+    REQUIRE(::setsockopt(client_fd.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big) == 0);
+    send_all(client_fd.get(), std::string(StreamConnection::kWholeReadMax + 100, 'b'));
+    client_fd.reset();
+    run_until(base.get(), [&] { return h.closed; });
+    CHECK(h.eof);
+    CHECK(h.seen == std::vector<size_t>{10000, StreamConnection::kWholeReadMax, 100});
 }
 
 TEST_CASE("close_after_flush delivers a large last reply", "[event][stream]") {
@@ -489,6 +526,7 @@ TEST_CASE("the idle timeout fires, and activity re-arms it", "[event][stream]") 
     auto [server_fd, client_fd] = socket_pair();
     LineServer srv;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    srv.conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     srv.conn->set_idle_timeout(300ms);
     srv.on_timeout_fn = [](StreamConnection& c) {
@@ -540,6 +578,7 @@ TEST_CASE("the peer closing is reported with the input still readable", "[event]
     auto [server_fd, client_fd] = socket_pair();
     LineServer srv;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    srv.conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     send_all(client_fd.get(), "last line\r\n");
     ::shutdown(client_fd.get(), SHUT_WR);
@@ -552,6 +591,7 @@ TEST_CASE("pause_reading holds input back; resume delivers it", "[event][stream]
     auto [server_fd, client_fd] = socket_pair();
     LineServer srv;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    srv.conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     srv.conn->pause_reading();
     send_all(client_fd.get(), "one\r\n");
@@ -602,6 +642,7 @@ TEST_CASE("input held at max_input is reported once and not in a loop", "[event]
     h.max_input = lim.max_input;
     auto conn =
         std::move(StreamConnection::create(base.get(), std::move(server_fd), h, lim)).value();
+    conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(conn->start().ok());
     const size_t total = 1024 * 1024;
     std::atomic<size_t> written{0};
@@ -636,6 +677,7 @@ TEST_CASE("input_pending_now sees bytes the loop has not read yet", "[event][str
     auto [server_fd, client_fd] = socket_pair();
     LineServer srv;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    srv.conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     CHECK_FALSE(srv.conn->input_pending_now());
     send_all(client_fd.get(), "x");
@@ -746,6 +788,7 @@ TEST_CASE("STARTTLS upgrades in place and discards pipelined plaintext", "[event
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
     // Direct: "220 go" is still waiting for its send() when the upgrade starts.
     srv.conn->set_direct_writes(GENERATE(false, true));
+    srv.conn->set_whole_reads(GENERATE(false, true));  // plaintext reads until STARTTLS
     REQUIRE(srv.conn->start().ok());
 
     std::string before, after;
@@ -781,6 +824,7 @@ TEST_CASE("STARTTLS: a large last reply over the filter arrives whole", "[event]
     LineServer srv;
     srv.tls = &*ctx;
     srv.conn = std::move(StreamConnection::create(base.get(), std::move(server_fd), srv)).value();
+    srv.conn->set_whole_reads(GENERATE(false, true));
     REQUIRE(srv.conn->start().ok());
     std::string after;
     bool handshake = false, clean = false;
