@@ -151,7 +151,31 @@ std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<Mai
             (void)s.unlink(x.temp);
         }
     }
-    // 2. Every file's fsync, at once.
+    // 2. Every file's writeback, started for all of them and then waited
+    // for, before any fsync (a batch of more than one): ext4 allocates a
+    // file's blocks and records its extents in the running journal
+    // transaction when its writeback runs, so with every file written back
+    // first one journal commit covers the whole batch, where fsyncs that
+    // each start their own writeback often end in one commit per file (the
+    // queue-manager's commit does the same, queue-manager/commit.cpp). Not a
+    // substitute for the fsyncs: they follow, one per file.
+    size_t open_files = 0;
+    for (const Staged& x : st) open_files += x.fd >= 0 ? 1 : 0;
+    if (open_files > 1) {
+        constexpr unsigned kWait =
+            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+        for (unsigned flags : {unsigned{SYNC_FILE_RANGE_WRITE}, kWait})
+            for (Staged& x : st) {
+                if (x.fd < 0) continue;
+                auto r = sys::retry_eintr([&] { return s.sync_file_range(x.fd, flags); });
+                if (!r.ok()) {
+                    x.error = fail_errno("sync_file_range " + x.temp, r.error()).error;
+                    (void)s.close(std::exchange(x.fd, -1));
+                    (void)s.unlink(x.temp);
+                }
+            }
+    }
+    // 3. Every file's fsync, at once.
     std::vector<std::function<void()>> syncs;
     for (Staged& x : st)
         if (x.fd >= 0)
@@ -160,7 +184,7 @@ std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<Mai
                 if (!r.ok()) x.fsync_errno = r.error();
             });
     run_all(syncs, options.parallel_fsync);
-    // 3. new/NAME (never replacing a file), tmp/NAME gone.
+    // 4. new/NAME (never replacing a file), tmp/NAME gone.
     std::vector<std::string> dirs;  // the Maildirs linked into, once each
     for (Staged& x : st) {
         if (x.fd < 0) continue;
@@ -178,7 +202,7 @@ std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<Mai
         }
         (void)s.unlink(x.temp);
     }
-    // 4. One fsync of each new/, for all of its messages.
+    // 5. One fsync of each new/, for all of its messages.
     std::vector<std::optional<Error>> dir_errors(dirs.size());
     std::vector<std::function<void()>> dir_syncs;
     for (size_t d = 0; d < dirs.size(); ++d)

@@ -60,8 +60,10 @@ Result<MaildirDelivery> maildir_deliver(const std::string& maildir, std::string_
                                         sys::Sys& s = sys::real());
 
 // Group commit of several deliveries (local-delivery's workers, see
-// local-delivery(8) PROCESS MODEL). Every item is written to tmp/NAME and
-// its file fsynced (the fsyncs of a batch run at once, on threads, so that
+// local-delivery(8) PROCESS MODEL). Every item is written to tmp/NAME, the
+// writeback of every file started and waited for (sync_file_range, a batch
+// of more than one: so that one journal commit covers all the files) and
+// each file fsynced (the fsyncs of a batch run at once, on threads, so that
 // the disk can serve them with one flush), then linked to new/NAME and its
 // tmp/ name removed; then every new/ directory the batch linked into is
 // fsynced ONCE, for all of its items. An item succeeds only when its file

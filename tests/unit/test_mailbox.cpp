@@ -162,6 +162,15 @@ TEST_CASE("maildir batch: one fsync of each new/ for all of its messages") {
             order.push_back(line.substr(0, 4));
     CHECK(order == std::vector<std::string>{"fsyn", "fsyn", "fsyn", "fsyn", "link", "link", "link",
                                             "link", "fsyn", "fsyn"});
+    // Every file's writeback is started, then waited for, before the first
+    // fsync (one journal commit for the batch's files).
+    CHECK(s.calls(sys::Op::SyncFileRange) == 8);
+    std::vector<std::string> first_fsync;
+    for (const auto& line : s.trace()) {
+        if (line.starts_with("fsync")) break;
+        if (line.starts_with("sync_file_range")) first_fsync.push_back(line);
+    }
+    CHECK(first_fsync.size() == 8);
 
     SECTION("on threads, with the real syscalls") {
         std::vector<std::string> texts;
@@ -208,6 +217,29 @@ TEST_CASE("maildir batch: a failure fails its own item, never another's") {
         }
         CHECK(files_in(a + "/new").size() == 2);
         CHECK(files_in(b + "/new").size() == 2);
+    }
+    SECTION("a failed writeback: that item only, never fsynced, nothing of it left") {
+        for (int nth : {2, 5}) {  // the second item's start, then its wait
+            INFO(nth);
+            sys::FakeSys s;
+            s.fail(sys::Op::SyncFileRange, EIO, nth);
+            auto r = maildir_deliver_batch(items, opt, s);
+            REQUIRE(r.size() == 3);
+            CHECK(r[0].ok());
+            REQUIRE_FALSE(r[1].ok());
+            CHECK(r[1].error().sys_errno == EIO);
+            CHECK(r[2].ok());
+            CHECK(s.calls(sys::Op::Fsync) == 2 + 2);  // two files, a/new and b/new
+            CHECK(files_in(a + "/tmp").empty());
+            for (const auto& f : files_in(a + "/new")) CHECK(slurp(f) != "two\n");
+        }
+    }
+    SECTION("a batch of one: no writeback of its own (its fsync does it)") {
+        sys::FakeSys s;
+        std::vector<MaildirItem> one{{a, "x\n", "h", 9}};
+        REQUIRE(maildir_deliver_batch(one, opt, s)[0].ok());
+        CHECK(s.calls(sys::Op::SyncFileRange) == 0);
+        CHECK(s.calls(sys::Op::Fsync) == 2);
     }
     SECTION("a failed fsync of new/: the items linked into it fail and leave new/") {
         sys::FakeSys s;
