@@ -34,6 +34,8 @@
 #   SINK_PORT=52527  the sink's port (MODE=relay)
 #   NO_BUILD=1     run the programs already in BUILD (a before/after pair of
 #                  builds) without rebuilding them
+#   PBX_CONF=      extra lines for Pillarbox's pillarbox.conf (a before/after
+#                  pair with one build, e.g. PBX_CONF='maildir_batch_delay = 0')
 #   PROFILE=1      after the table, untimed runs of each side: CPU time per
 #                  message (in all and per program), and fsyncs per message by
 #                  kind of file (strace)
@@ -280,6 +282,7 @@ remote_delivery_enable = $REMOTE
 # per-client limit; Postfix exempts \$mynetworks from its own limit.
 smtpd_max_connections_per_ip = 100
 EOF
+[ -n "${PBX_CONF:-}" ] && printf '%s\n' "$PBX_CONF" >>"$P/pillarbox.conf"
 
 # Every run gets a new spool directory (and, with MODE=maildir, a new home with
 # an empty Maildir); all are removed at the end only. On

@@ -168,6 +168,8 @@ Status LocalDelivery::post_drop(ServiceContext& ctx) {
     command_output_limit_ = out_limit < 1 ? 1 : static_cast<size_t>(out_limit);
     int64_t conc = ctx.config.integer("local_delivery_concurrency");
     limits_.concurrency = conc < 1 ? 1 : static_cast<size_t>(conc);
+    int64_t delay = ctx.config.integer("maildir_batch_delay");
+    batch_delay_ = std::chrono::milliseconds(std::clamp<int64_t>(delay, 0, 1000));
     reap_timer_.reset(evtimer_new(
         base_,
         [](evutil_socket_t, short, void* arg) noexcept {
@@ -707,7 +709,10 @@ LocalDelivery::Worker* LocalDelivery::start_worker(uid_t uid, gid_t gid, gid_t e
             log::error("delivery worker: cannot become uid ", uid, ": ", s.error().message);
             _exit(1);
         }
-        _exit(serve_worker(theirs.get()) ? 0 : 1);
+        WorkerOptions options;
+        options.batch_delay = batch_delay_;
+        options.max_batch = limits_.concurrency;  // never more in flight
+        _exit(serve_worker(theirs.get(), options) ? 0 : 1);
     }
     theirs.reset();
     auto w = std::make_unique<Worker>();

@@ -87,6 +87,7 @@ class LocalDelivery {
     std::string enqueue_path_;         // forwarding re-submits here
     std::chrono::milliseconds command_time_limit_{1000 * 1000};
     size_t command_output_limit_ = 4096;
+    std::chrono::microseconds batch_delay_{0};  // maildir_batch_delay (pool.hpp)
     Limits limits_;
     std::optional<ipc::PeerTable> peers_;
     UniqueFd listen_fd_;

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <ctime>
 
 #include "common/ipc/channel.hpp"
 
@@ -47,26 +49,42 @@ std::optional<Job> job_from_message(ipc::Message& m, UniqueFd& fd) {
 
 namespace {
 
-// True when a frame (or the end of the channel) is waiting to be read.
-bool readable_now(int fd) {
-    pollfd p{fd, POLLIN, 0};
-    int n;
-    while ((n = ::poll(&p, 1, 0)) < 0 && errno == EINTR) {
+// Waits until a frame (or the end of the channel) is waiting to be read, or
+// until `until` has passed (0 µs: only looks): true when one is.
+bool readable_by(int fd, BatchPacer::Clock::time_point until) {
+    for (;;) {
+        auto left =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(until - BatchPacer::Clock::now());
+        if (left.count() < 0) left = std::chrono::nanoseconds(0);
+        timespec ts{static_cast<time_t>(left.count() / 1000000000),
+                    static_cast<long>(left.count() % 1000000000)};
+        pollfd p{fd, POLLIN, 0};
+        int n = ::ppoll(&p, 1, &ts, nullptr);
+        if (n < 0 && errno == EINTR) continue;
+        return n > 0;
     }
-    return n > 0;
 }
 
 }  // namespace
 
-bool serve_worker(int fd, const WorkerLimits& limits) {
+bool serve_worker(int fd, const WorkerOptions& options) {
     if (!ipc::handshake(fd, kWorkerProtocol).ok()) return false;
+    BatchPacer pacer(options.batch_delay, std::min(options.max_batch, kWorkerMaxBatch));
     for (;;) {
         // A batch: the first job (waiting for it), then whatever else the
-        // parent has sent meanwhile (never waiting for more).
+        // parent has sent meanwhile, then, while jobs keep coming and the
+        // first is a Maildir delivery, what comes until the pacer's deadline.
         std::vector<Job> jobs;
         std::vector<UniqueFd> fds;
         bool eof = false;
-        while (jobs.size() < kWorkerMaxBatch && (jobs.empty() || readable_now(fd))) {
+        auto first = BatchPacer::Clock::now();
+        auto until = first;
+        while (jobs.size() < pacer.max_batch()) {
+            if (!jobs.empty()) {
+                auto now = BatchPacer::Clock::now();
+                if (!readable_by(fd, pacer.keep_gathering(jobs.size(), now, until) ? until : now))
+                    break;
+            }
             auto m = ipc::recv_frame(fd, kWorkerProtocol);
             if (!m) {
                 if (m.error().code != ipc::IpcErrc::Eof) return false;
@@ -76,17 +94,23 @@ bool serve_worker(int fd, const WorkerLimits& limits) {
             UniqueFd message;
             auto job = job_from_message(*m, message);
             if (!job) return false;
+            if (jobs.empty()) {
+                first = BatchPacer::Clock::now();
+                // mbox jobs have a worker to themselves: nothing to wait for.
+                until = job->format_maildir ? pacer.gather_until(first) : first;
+            }
             jobs.push_back(std::move(*job));
             fds.push_back(std::move(message));
         }
         if (jobs.empty()) return eof;
-        std::vector<std::string> reports = run_jobs(jobs, limits);
+        std::vector<std::string> reports = run_jobs(jobs, options.limits);
         fds.clear();
         for (const std::string& report : reports) {
             auto r = ipc::Message::named(kWorkerProtocol, "report");
             r.set_bytes("report", report);
             if (!ipc::send_frame(fd, r).ok()) return false;
         }
+        pacer.batch_done(BatchPacer::Clock::now());
         if (eof) return true;
     }
 }

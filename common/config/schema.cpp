@@ -47,6 +47,9 @@ constexpr KeyDef kKeys[] = {
     {"log_debug", Type::Bool, "no", "log debugging detail"},
     {"login_allow_plaintext", Type::Bool, "no",
      "POP3/IMAP: accept passwords before TLS from clients other than loopback"},
+    {"maildir_batch_delay", Type::Int, "10",
+     "milliseconds a delivery worker waits for more Maildir jobs while they keep coming; 0 = "
+     "never"},
     {"maximal_backoff_time", Type::Duration, "4000s", "longest wait between delivery attempts"},
     {"maximal_queue_lifetime", Type::Duration, "5d",
      "bounce a message still undeliverable after this long"},

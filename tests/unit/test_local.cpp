@@ -496,7 +496,52 @@ TEST_CASE("pool: a job survives the trip through a frame", "[local][pool]") {
     CHECK_FALSE(job_from_message(report, fd));
 }
 
+TEST_CASE("pool: when a batch waits for more jobs (BatchPacer, an injected clock)",
+          "[local][pool]") {
+    using T = BatchPacer::Clock::time_point;
+    const T t0 = T{} + 1000s;
+    SECTION("the first batch of a worker, and one after a quiet moment: at once") {
+        BatchPacer p(5ms, 20);
+        CHECK(p.gather_until(t0) == t0);
+        p.batch_done(t0 + 2ms);
+        CHECK(p.gather_until(t0 + 7ms) == t0 + 7ms);  // exactly `delay` after: quiet
+        CHECK(p.gather_until(t0 + 1s) == t0 + 1s);
+    }
+    SECTION("jobs that keep coming: the batch waits up to `delay` after its first job") {
+        BatchPacer p(5ms, 20);
+        p.batch_done(t0);
+        CHECK(p.gather_until(t0) == t0 + 5ms);  // already waiting when the last was done
+        CHECK(p.gather_until(t0 + 4ms) == t0 + 9ms);
+        T until = p.gather_until(t0 + 1ms);
+        CHECK(p.keep_gathering(1, t0 + 1ms, until));
+        CHECK(p.keep_gathering(19, t0 + 5ms, until));
+        CHECK_FALSE(p.keep_gathering(3, t0 + 6ms, until));   // the deadline
+        CHECK_FALSE(p.keep_gathering(20, t0 + 2ms, until));  // full: stored at once
+        // Each batch's end is what counts: a later quiet moment ends the waits.
+        p.batch_done(t0 + 6ms);
+        CHECK(p.gather_until(t0 + 8ms) == t0 + 13ms);
+        p.batch_done(t0 + 13ms);
+        CHECK(p.gather_until(t0 + 50ms) == t0 + 50ms);
+    }
+    SECTION("delay 0 never waits; a batch holds one job at least") {
+        BatchPacer p(0ms, 20);
+        p.batch_done(t0);
+        CHECK(p.gather_until(t0) == t0);
+        CHECK_FALSE(p.keep_gathering(1, t0, p.gather_until(t0)));
+        BatchPacer one(5ms, 0);
+        CHECK(one.max_batch() == 1);
+        one.batch_done(t0);
+        CHECK_FALSE(one.keep_gathering(1, t0, one.gather_until(t0)));
+    }
+}
+
 TEST_CASE("pool: a worker stores one job after another, then ends at EOF", "[local][pool]") {
+    // With a batch delay too: each job comes just after the previous batch
+    // was answered, so the worker waits for more that never come (the
+    // parent here sends one at a time) and then stores the one it has.
+    WorkerOptions options;
+    options.batch_delay = GENERATE(0ms, 20ms);
+    INFO("batch delay " << options.batch_delay.count() << " us");
     TempDir d;
     std::string md = d.path + "/Maildir";
     int sv[2];
@@ -506,7 +551,7 @@ TEST_CASE("pool: a worker stores one job after another, then ends at EOF", "[loc
     REQUIRE(pid >= 0);
     if (pid == 0) {
         ::close(parent.release());
-        _exit(serve_worker(child.get()) ? 0 : 1);
+        _exit(serve_worker(child.get(), options) ? 0 : 1);
     }
     child.reset();
     REQUIRE(pbx::ipc::handshake(parent.get(), kWorkerProtocol, 10s).ok());
@@ -636,6 +681,12 @@ TEST_CASE("run_jobs: a batch answers every job in order, each with its own outco
 
 TEST_CASE("pool: several jobs in flight on one worker, answered in order; one failure alone",
           "[local][pool]") {
+    // Without a batch delay, and with one and small batches (the worker
+    // stops waiting when a batch is full, and answers every batch in order).
+    WorkerOptions options;
+    options.batch_delay = GENERATE(0ms, 20ms);
+    options.max_batch = options.batch_delay.count() ? 3 : kWorkerMaxBatch;
+    INFO("batch delay " << options.batch_delay.count() << " us, max " << options.max_batch);
     TempDir d;
     std::string md = d.path + "/Maildir";
     spit(d.path + "/file", "not a directory\n");
@@ -646,7 +697,7 @@ TEST_CASE("pool: several jobs in flight on one worker, answered in order; one fa
     REQUIRE(pid >= 0);
     if (pid == 0) {
         ::close(parent.release());
-        _exit(serve_worker(child.get()) ? 0 : 1);
+        _exit(serve_worker(child.get(), options) ? 0 : 1);
     }
     child.reset();
     REQUIRE(pbx::ipc::handshake(parent.get(), kWorkerProtocol, 10s).ok());
