@@ -29,7 +29,12 @@ delivery agents write them; 0: ",S=" only, so a cold open reads every
 message on both servers), PBX_BUILD_DIR,
 SMAPS=1 (also print the resident KiB of each process's largest mappings),
 STRACE=1 (also one warm session of each server under strace -f: system
-calls per RETR of each of its processes).
+calls per RETR of each of its processes),
+HOPS=1 (also round-trip times of one command at a time, median of 5 rounds
+of N each: Pillarbox's CAPA before login, answered by pop3-login alone,
+NOOP after login, through pop3-login and pop3d, and RETR; Dovecot's NOOP
+and RETR. NOOP minus CAPA is the session's leg of the chain: what a
+"reply-ahead" by the login process could take off a RETR, bench/RESULTS.md).
 """
 
 import os
@@ -201,6 +206,44 @@ def session(port, user, hold=None, what=None):
     if what:
         CLIENT_CPU.setdefault((port, what), []).append(client)
     return total
+
+
+def multi(p, text):
+    """One command with a multi-line answer (CAPA) on a RawPop3."""
+    p.s.sendall(text)
+    while not p.buf.endswith(b"\r\n.\r\n"):
+        chunk = p.s.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed")
+        p.buf += chunk
+    if not p.buf.startswith(b"+OK"):
+        raise RuntimeError("server said %r" % bytes(p.buf[:80]))
+    p.buf = bytearray()
+
+
+def hops(side, user, prelogin):
+    """Median round-trip microseconds of one command at a time (HOPS=1), the
+    kinds interleaved round by round so that the load moves them alike."""
+    side.settle()
+    p0 = RawPop3(side.port) if prelogin else None  # stays before login
+    p = RawPop3(side.port)
+    p.cmd(b"USER %s\r\n" % user.encode())
+    p.cmd(b"PASS %s\r\n" % PASSWORD.encode())
+    kinds = [("NOOP", lambda i: p.cmd(b"NOOP\r\n")), ("RETR", p.retr)]
+    if prelogin:
+        kinds.insert(0, ("CAPA before login", lambda i: multi(p0, b"CAPA\r\n")))
+    rounds = {}
+    for _ in range(5):
+        for name, fn in kinds:
+            t = time.perf_counter()
+            for i in range(1, N + 1):
+                fn(i)
+            rounds.setdefault(name, []).append((time.perf_counter() - t) * 1e6 / N)
+    p.cmd(b"QUIT\r\n")
+    p.close()
+    if p0:
+        p0.close()
+    return {name: statistics.median(v) for name, v in rounds.items()}
 
 
 def rss_kb(pid, key="Rss:"):
@@ -506,6 +549,10 @@ def main():
         if os.environ.get("STRACE") == "1":
             for s in sides:
                 strace_session(s, "u0", work)
+        hop = {}
+        if os.environ.get("HOPS") == "1":
+            for s in sides:
+                hop[s.name] = hops(s, "u0", s is p_side)
         with open("/proc/loadavg") as f:
             load = f.read().split()[:3]
         p, d = res["pillarbox"], res["dovecot"]
@@ -556,6 +603,16 @@ def main():
                 vp = statistics.median(CLIENT_RECVS.get(("pillarbox", what), [0]))
                 vd = statistics.median(CLIENT_RECVS.get(("dovecot", what), [0]))
                 print("%-28s %12.2f %12.2f" % ("client recv() per RETR, " + what, vp, vd))
+        if hop:
+            print("round trip of one command (us, median of 5 x %d)" % N)
+            for s in sides:
+                print("  %-10s %s" % (s.name, ", ".join(
+                    "%s %.1f" % kv for kv in hop[s.name].items())))
+            h = hop["pillarbox"]
+            leg = h["NOOP"] - h["CAPA before login"]
+            print("  pillarbox: session leg (NOOP - CAPA) %.1f us; RETR without it %.1f us "
+                  "= %.0f msg/s (now %.0f)" % (leg, h["RETR"] - leg,
+                                              1e6 / (h["RETR"] - leg), 1e6 / h["RETR"]))
         if os.environ.get("SMAPS") == "1":
             for s in sides:
                 for role in ("session", "login"):

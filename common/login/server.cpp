@@ -77,6 +77,9 @@ class Connection : public event::StreamHandler {
         // In plaintext (before STARTTLS, and proxying after a plaintext
         // login) a read takes what the socket holds: see forward().
         conn_->set_whole_reads(true);
+        // The replies before login (CAPA, USER, AUTH ...): one send() each,
+        // without an EPOLLOUT round first (3 system calls fewer).
+        conn_->set_direct_writes(true);
         const LoginSettings& st = server_.settings();
         ClientFacts facts;
         facts.client_ip = peer_.ip;
