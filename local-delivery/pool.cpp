@@ -70,6 +70,8 @@ bool readable_by(int fd, BatchPacer::Clock::time_point until) {
 bool serve_worker(int fd, const WorkerOptions& options) {
     if (!ipc::handshake(fd, kWorkerProtocol).ok()) return false;
     BatchPacer pacer(options.batch_delay, std::min(options.max_batch, kWorkerMaxBatch));
+    // The batches' fsyncs side by side; threads made as batches need them.
+    spool::ThreadPool fsyncs(kWorkerMaxBatch);
     for (;;) {
         // A batch: the first job (waiting for it), then whatever else the
         // parent has sent meanwhile, then, while jobs keep coming and the
@@ -103,7 +105,7 @@ bool serve_worker(int fd, const WorkerOptions& options) {
             fds.push_back(std::move(message));
         }
         if (jobs.empty()) return eof;
-        std::vector<std::string> reports = run_jobs(jobs, options.limits);
+        std::vector<std::string> reports = run_jobs(jobs, options.limits, kBatchBytes, &fsyncs);
         fds.clear();
         for (const std::string& report : reports) {
             auto r = ipc::Message::named(kWorkerProtocol, "report");

@@ -280,7 +280,7 @@ std::string run_job(const Job& job, const WorkerLimits& limits) {
 }
 
 std::vector<std::string> run_jobs(const std::vector<Job>& jobs, const WorkerLimits& limits,
-                                  size_t batch_bytes) {
+                                  size_t batch_bytes, spool::ThreadPool* pool) {
     std::vector<std::string> reports(jobs.size());
     // The Maildir writes waiting for the group's commit.
     struct Staged {
@@ -299,6 +299,7 @@ std::vector<std::string> run_jobs(const std::vector<Job>& jobs, const WorkerLimi
         }
         mailbox::MaildirBatchOptions opt;
         opt.create_missing = true;
+        opt.pool = pool;
         auto results = mailbox::maildir_deliver_batch(items, opt);
         for (size_t k = 0; k < staged.size(); ++k) {
             Outcome o{Verdict::Sent, "2.0.0", "delivered to maildir"};

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/mailbox/headers.hpp"
+#include "common/spool/thread_pool.hpp"
 
 namespace pbx::local {
 
@@ -86,9 +87,12 @@ std::string run_job(const Job& job, const WorkerLimits& limits = {});
 // at most `batch_bytes` of message data; every other job runs as run_job
 // would, in turn. A job is reported sent only when its own file and new/
 // entry are durable: one failed write, fsync or link fails that job alone,
-// a failed fsync of new/ the jobs linked into that new/.
+// a failed fsync of new/ the jobs linked into that new/. The fsyncs run side
+// by side on `pool`'s threads (none: one after another).
+inline constexpr size_t kBatchBytes = size_t{16} << 20;
 std::vector<std::string> run_jobs(const std::vector<Job>& jobs, const WorkerLimits& limits = {},
-                                  size_t batch_bytes = size_t{16} << 20);
+                                  size_t batch_bytes = kBatchBytes,
+                                  spool::ThreadPool* pool = nullptr);
 
 // Runs one delivery in the current process (the caller has dropped).
 Outcome deliver(const Job& job, const WorkerLimits& limits = {});

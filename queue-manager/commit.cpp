@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <system_error>
 #include <utility>
 
 #include "common/log.hpp"
@@ -213,7 +212,7 @@ constexpr size_t kMaxThreads = 32;
 }  // namespace
 
 GroupCommitter::GroupCommitter(spool::SpoolPaths paths, DoneFn done, sys::Sys& s)
-    : paths_(std::move(paths)), done_(std::move(done)), sys_(s) {}
+    : paths_(std::move(paths)), done_(std::move(done)), sys_(s), pool_(kMaxThreads) {}
 
 Result<std::unique_ptr<GroupCommitter>> GroupCommitter::create(event_base* base,
                                                                spool::SpoolPaths paths, DoneFn done,
@@ -225,27 +224,18 @@ Result<std::unique_ptr<GroupCommitter>> GroupCommitter::create(event_base* base,
                                    &GroupCommitter::on_wakeup_cb, gc.get()));
     if (!gc->wakeup_ev_ || event_add(gc->wakeup_ev_.get(), nullptr) != 0)
         return fail("cannot add the commit wake-up event");
-    try {
-        for (size_t i = 0; i < kInitialThreads; ++i)
-            gc->threads_.emplace_back([p = gc.get()] { p->worker(); });
-    } catch (const std::system_error& e) {
-        return fail(std::string("cannot start a commit thread: ") + e.what());
-    }
+    if (auto st = gc->pool_.start(kInitialThreads); !st)
+        return fail("cannot start a commit thread: " + st.error().message);
     return gc;
 }
 
 GroupCommitter::~GroupCommitter() {
-    {
-        std::lock_guard lock(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-    // A thread leaves only when no task is left, and the thread that ends a
-    // message's tasks also places it and runs (or hands it to) a directory
-    // wave: after the joins, every submitted job sits in finished_.
-    for (std::thread& t : threads_) t.join();
-    // finished_ dies here, reported to nobody: its messages are committed
-    // (durable) or undone, as after a crash at the same point.
+    // pool_ goes first (the last member): it runs every task left (a
+    // message's last task also places it and runs, or hands it to, a
+    // directory wave), then joins its threads, so that every submitted job
+    // sits in finished_. finished_ dies then, reported to nobody: its
+    // messages are committed (durable) or undone, as after a crash at the
+    // same point.
 }
 
 void GroupCommitter::submit(CommitJob job) {
@@ -254,17 +244,8 @@ void GroupCommitter::submit(CommitJob job) {
         std::lock_guard lock(mu_);
         in->seq = next_seq_++;
         in_files_.insert(in->seq);
-        tasks_.emplace_back(in, 0);  // its thread queues the envelope's fsync (task 1)
-        if (tasks_.size() > idle_ && threads_.size() < kMaxThreads) {
-            try {
-                threads_.emplace_back([this] { worker(); });
-            } catch (const std::system_error& e) {
-                // The threads there are will do (there are always some).
-                log::warn("cannot start another commit thread: ", e.what());
-            }
-        }
     }
-    cv_.notify_one();
+    pool_.post([this, in] { file_task(in); });  // it hands over the envelope's fsync (task 1)
 }
 
 void GroupCommitter::finish_locked(CommitJob&& job) {
@@ -299,62 +280,47 @@ void GroupCommitter::run_directory_waves(std::unique_lock<std::mutex>& lock) {
     dir_syncing_ = false;
 }
 
-void GroupCommitter::worker() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-        ++idle_;
-        cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
-        --idle_;
-        if (tasks_.empty()) return;  // stopping, and nothing left to do
-        auto [in, task] = tasks_.front();
-        tasks_.pop_front();
-        lock.unlock();
-        if (task == 0) {
-            Placement& p = in->placement;
-            if (write_envelope_and_start_writeback(in->job, p, paths_, sys_) &&
-                wait_writeback(in->job, p, sys_)) {
-                // Both files' metadata is in the running journal transaction:
-                // their fsyncs, side by side if a thread is idle, share its
-                // commit (the second one to reach it issues no flush of its
-                // own while the commit runs).
-                bool handed_over = false;
-                {
-                    std::lock_guard hand(mu_);
-                    if (idle_ > tasks_.size()) {
-                        tasks_.emplace_back(in, 1);
-                        handed_over = true;
-                    }
-                }
-                if (handed_over) cv_.notify_one();
-                sync_message(in->job, p);
-                if (!handed_over) {
-                    sync_envelope(p);
-                    in->tasks_left.fetch_sub(1, std::memory_order_acq_rel);
-                }
-            } else {
-                in->tasks_left.fetch_sub(1, std::memory_order_acq_rel);  // no envelope fsync
-            }
-        } else {
-            sync_envelope(in->placement);
+void GroupCommitter::file_task(InFlight* in) {
+    Placement& p = in->placement;
+    if (write_envelope_and_start_writeback(in->job, p, paths_, sys_) &&
+        wait_writeback(in->job, p, sys_)) {
+        // Both files' metadata is in the running journal transaction: their
+        // fsyncs, side by side if a thread is idle, share its commit (the
+        // second one to reach it issues no flush of its own while the
+        // commit runs).
+        bool handed_over = pool_.post_if_idle([this, in] { envelope_task(in); });
+        sync_message(in->job, p);
+        if (!handed_over) {
+            sync_envelope(p);
+            in->tasks_left.fetch_sub(1, std::memory_order_acq_rel);
         }
-        if (in->tasks_left.fetch_sub(1, std::memory_order_acq_rel) != 1) {
-            lock.lock();  // the other task of the message is still running
-            continue;
-        }
-        bool placed = rename_into_queue(in->job, in->placement, paths_, sys_);
-        lock.lock();
-        in_files_.erase(in->seq);
-        if (dir_syncing_) files_done_cv_.notify_one();
-        if (!placed) {
-            finish_locked(std::move(in->job));
-            delete in;
-            continue;
-        }
-        placed_.push_back(in);
-        if (dir_syncing_) continue;  // the syncing thread takes it in its next wave
-        dir_syncing_ = true;
-        run_directory_waves(lock);
+    } else {
+        in->tasks_left.fetch_sub(1, std::memory_order_acq_rel);  // no envelope fsync
     }
+    end_task(in);
+}
+
+void GroupCommitter::envelope_task(InFlight* in) {
+    sync_envelope(in->placement);
+    end_task(in);
+}
+
+void GroupCommitter::end_task(InFlight* in) {
+    if (in->tasks_left.fetch_sub(1, std::memory_order_acq_rel) != 1)
+        return;  // the other task of the message is still running
+    bool placed = rename_into_queue(in->job, in->placement, paths_, sys_);
+    std::unique_lock lock(mu_);
+    in_files_.erase(in->seq);
+    if (dir_syncing_) files_done_cv_.notify_one();
+    if (!placed) {
+        finish_locked(std::move(in->job));
+        delete in;
+        return;
+    }
+    placed_.push_back(in);
+    if (dir_syncing_) return;  // the syncing thread takes it in its next wave
+    dir_syncing_ = true;
+    run_directory_waves(lock);
 }
 
 void GroupCommitter::on_wakeup_cb(evutil_socket_t, short, void* self) noexcept {

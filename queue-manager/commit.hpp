@@ -22,13 +22,12 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/c_ptr.hpp"
@@ -36,6 +35,7 @@
 #include "common/spool/atomic_write.hpp"
 #include "common/spool/layout.hpp"
 #include "common/spool/queue_id.hpp"
+#include "common/spool/thread_pool.hpp"
 #include "common/unique_fd.hpp"
 
 namespace pbx::qm {
@@ -65,8 +65,9 @@ WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths,
 // event loop (an eventfd wakes it). The loop stays single-threaded: `done`
 // is always called from the loop, and nothing but the queues is shared.
 //
-// The path of one message (bench/RESULTS.md): submit() queues its file task
-// and wakes an idle thread, which writes the envelope temp, writes both files
+// The path of one message (bench/RESULTS.md): submit() posts its file task
+// to the committer's thread pool (spool::ThreadPool, the one pool mechanism
+// of common/), whose thread writes the envelope temp, writes both files
 // back, hands the envelope's fsync to another idle thread (or, with none
 // idle, makes it itself afterwards) and fsyncs incoming/ID; whichever fsync
 // finishes second renames both files and
@@ -76,8 +77,8 @@ WaveStats run_wave(std::vector<CommitJob>& jobs, const spool::SpoolPaths& paths,
 // began (as many messages as possible share its directory fsync), never for
 // later ones; those start their file fsyncs meanwhile and go in the next.
 // The thread that ends a wave wakes the loop. No thread is made per wave:
-// threads are made when more tasks wait than threads idle, up to a limit,
-// and live as long as the committer.
+// the pool makes threads when more tasks wait than threads idle, up to a
+// limit, and they live as long as the committer.
 class GroupCommitter {
   public:
     using DoneFn = std::function<void(CommitJob&&)>;
@@ -109,7 +110,12 @@ class GroupCommitter {
     GroupCommitter(spool::SpoolPaths paths, DoneFn done, sys::Sys& s);
     static void on_wakeup_cb(evutil_socket_t, short, void* self) noexcept;
     void handle_wakeup();
-    void worker();
+    // The pool's tasks: a message's files (task 0), its envelope's fsync
+    // when handed to another thread (task 1); the one that ends last places
+    // the message (end_task).
+    void file_task(InFlight* in);
+    void envelope_task(InFlight* in);
+    void end_task(InFlight* in);
     // With mu_ held: `job` goes back to the loop (the eventfd is written when
     // finished_ was empty: otherwise a wake-up is pending already).
     void finish_locked(CommitJob&& job);
@@ -124,23 +130,22 @@ class GroupCommitter {
     EventPtr wakeup_ev_;
 
     std::mutex mu_;
-    std::condition_variable cv_;
     // Guarded by mu_:
-    std::deque<std::pair<InFlight*, int>> tasks_;  // (message, 0 = files / 1 = envelope fsync)
-    std::vector<InFlight*> placed_;                // renamed, waiting for a directory fsync
-    std::set<uint64_t> in_files_;  // sequence numbers of messages still in their file tasks
+    std::vector<InFlight*> placed_;  // renamed, waiting for a directory fsync
+    std::set<uint64_t> in_files_;    // sequence numbers of messages still in their file tasks
     uint64_t next_seq_ = 0;
     bool dir_syncing_ = false;               // a thread runs directory waves
     std::condition_variable files_done_cv_;  // a message left in_files_
     std::vector<CommitJob> finished_;
     std::vector<size_t> wave_sizes_;  // sizes of finished waves
-    size_t idle_ = 0;                 // threads waiting for a task
-    bool stop_ = false;
-    std::vector<std::thread> threads_;  // made by the loop thread only
 
     // Loop thread only.
     uint64_t waves_ = 0;
     size_t largest_wave_ = 0;
+
+    // The threads, started in create(). Last: destroyed first, it runs every
+    // task left while the members above, which the tasks use, still live.
+    spool::ThreadPool pool_;
 };
 
 }  // namespace pbx::qm

@@ -7,8 +7,6 @@
 #include <cerrno>
 #include <functional>
 #include <optional>
-#include <system_error>
-#include <thread>
 #include <utility>
 
 #include "common/spool/atomic_write.hpp"
@@ -68,25 +66,10 @@ Status ensure_maildir(const std::string& maildir_in, sys::Sys& s) {
 
 namespace {
 
-// Runs every function, on threads when asked and there is more than one
-// (the last one on this thread); a thread that cannot be made runs its
-// function here instead.
-void run_all(std::vector<std::function<void()>>& fns, bool parallel) {
-    if (!parallel || fns.size() < 2) {
-        for (auto& f : fns) f();
-        return;
-    }
-    std::vector<std::thread> threads;
-    threads.reserve(fns.size() - 1);
-    for (size_t i = 0; i + 1 < fns.size(); ++i) {
-        try {
-            threads.emplace_back(fns[i]);
-        } catch (const std::system_error&) {
-            fns[i]();
-        }
-    }
-    fns.back()();
-    for (auto& t : threads) t.join();
+// Runs every function: side by side on the pool, or one after another.
+void run_all(std::vector<std::function<void()>>& fns, spool::ThreadPool* pool) {
+    if (pool) return pool->run_all(fns);
+    for (auto& f : fns) f();
 }
 
 Result<void, int> fsync_retry(sys::Sys& s, int fd) {
@@ -183,7 +166,7 @@ std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<Mai
                 auto r = fsync_retry(s, x.fd);
                 if (!r.ok()) x.fsync_errno = r.error();
             });
-    run_all(syncs, options.parallel_fsync);
+    run_all(syncs, options.pool);
     // 4. new/NAME (never replacing a file), tmp/NAME gone.
     std::vector<std::string> dirs;  // the Maildirs linked into, once each
     for (Staged& x : st) {
@@ -209,7 +192,7 @@ std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<Mai
         dir_syncs.emplace_back([&s, &dirs, &dir_errors, d] {
             if (auto r = spool::fsync_dir(dirs[d] + "/new", s); !r) dir_errors[d] = r.error();
         });
-    run_all(dir_syncs, options.parallel_fsync);
+    run_all(dir_syncs, options.pool);
     std::vector<Result<MaildirDelivery>> out;
     out.reserve(st.size());
     for (Staged& x : st) {

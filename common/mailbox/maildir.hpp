@@ -22,6 +22,7 @@
 
 #include "common/result.hpp"
 #include "common/spool/sys.hpp"
+#include "common/spool/thread_pool.hpp"
 
 namespace pbx::mailbox {
 
@@ -63,8 +64,8 @@ Result<MaildirDelivery> maildir_deliver(const std::string& maildir, std::string_
 // local-delivery(8) PROCESS MODEL). Every item is written to tmp/NAME, the
 // writeback of every file started and waited for (sync_file_range, a batch
 // of more than one: so that one journal commit covers all the files) and
-// each file fsynced (the fsyncs of a batch run at once, on threads, so that
-// the disk can serve them with one flush), then linked to new/NAME and its
+// each file fsynced (the fsyncs of a batch run at once, on the threads of
+// options.pool, so that the disk can serve them with one flush), then linked to new/NAME and its
 // tmp/ name removed; then every new/ directory the batch linked into is
 // fsynced ONCE, for all of its items. An item succeeds only when its file
 // and its new/ entry are both durable; an item that failed at any step is
@@ -81,9 +82,10 @@ struct MaildirBatchOptions {
     // When tmp/ is missing, make the Maildir (ensure_maildir) and try once
     // more: deliveries make it only when they find it missing.
     bool create_missing = false;
-    // fsyncs on threads (a batch of more than one). false for a sys::Sys that
-    // is not thread-safe (tests' FakeSys).
-    bool parallel_fsync = true;
+    // The fsyncs of a batch of more than one run side by side on this pool's
+    // threads (and the caller's); none: one after another (a sys::Sys that
+    // is not thread-safe, as tests' FakeSys).
+    spool::ThreadPool* pool = nullptr;
 };
 // One result per item, in order.
 std::vector<Result<MaildirDelivery>> maildir_deliver_batch(const std::vector<MaildirItem>& items,

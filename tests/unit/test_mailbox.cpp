@@ -139,8 +139,7 @@ TEST_CASE("maildir batch: one fsync of each new/ for all of its messages") {
                                    {b, "three\n", "h", 3},
                                    {a, "four\n", "h", 4}};
     sys::FakeSys s;
-    MaildirBatchOptions opt;
-    opt.parallel_fsync = false;  // FakeSys counts on one thread
+    MaildirBatchOptions opt;  // no pool: FakeSys counts on one thread
     auto r = maildir_deliver_batch(items, opt, s);
     REQUIRE(r.size() == 4);
     for (size_t i = 0; i < r.size(); ++i) {
@@ -179,7 +178,10 @@ TEST_CASE("maildir batch: one fsync of each new/ for all of its messages") {
         for (int i = 0; i < 12; ++i)
             many.push_back(
                 {i % 3 ? a : b, texts[static_cast<size_t>(i)], "h", static_cast<uint64_t>(10 + i)});
-        auto rr = maildir_deliver_batch(many);
+        pbx::spool::ThreadPool pool(4);
+        MaildirBatchOptions on_threads;
+        on_threads.pool = &pool;
+        auto rr = maildir_deliver_batch(many, on_threads);
         REQUIRE(rr.size() == 12);
         for (size_t i = 0; i < rr.size(); ++i) {
             INFO(i);
@@ -197,7 +199,6 @@ TEST_CASE("maildir batch: a failure fails its own item, never another's") {
     REQUIRE(ensure_maildir(a).ok());
     REQUIRE(ensure_maildir(b).ok());
     MaildirBatchOptions opt;
-    opt.parallel_fsync = false;
     std::vector<MaildirItem> items{
         {a, "one\n", "h", 1}, {a, "two\n", "h", 2}, {b, "three\n", "h", 3}};
 
