@@ -26,15 +26,17 @@ reads line by line and costs more CPU per RETR than either server):
 Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), CLIENT (raw), W (1: the
 message names carry ",S=<size>,W=<CRLF size>" as Dovecot's and Pillarbox's
 delivery agents write them; 0: ",S=" only, so a cold open reads every
-message on both servers), PBX_BUILD_DIR,
+message on both servers), PBX_BUILD_DIR, AHEAD (yes: pop3_reply_ahead, the
+default; no: pop3-login only proxies, a before/after pair with one build),
 SMAPS=1 (also print the resident KiB of each process's largest mappings),
 STRACE=1 (also one warm session of each server under strace -f: system
 calls per RETR of each of its processes),
 HOPS=1 (also round-trip times of one command at a time, median of 5 rounds
 of N each: Pillarbox's CAPA before login, answered by pop3-login alone,
 NOOP after login, through pop3-login and pop3d, and RETR; Dovecot's NOOP
-and RETR. NOOP minus CAPA is the session's leg of the chain: what a
-"reply-ahead" by the login process could take off a RETR, bench/RESULTS.md).
+and RETR. NOOP minus CAPA is the session's leg of the chain: what
+reply-ahead (pop3_reply_ahead, AHEAD above: pop3-login answers the RETR
+pop3d predicted) takes off a RETR, bench/RESULTS.md).
 """
 
 import os
@@ -510,7 +512,8 @@ def main():
                                     "imap_listen": "", "imaps_listen": "",
                                     "queue_manager_enable": "no",
                                     "local_delivery_enable": "no",
-                                    "remote_delivery_enable": "no"},
+                                    "remote_delivery_enable": "no",
+                                    "pop3_reply_ahead": os.environ.get("AHEAD", "yes")},
                             start=False)
     dove_port = harness.free_port()
     os.makedirs(os.path.join(work, "home"))

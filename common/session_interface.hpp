@@ -40,6 +40,16 @@
 //                          writes "+OK" after PASS/AUTH itself likewise.
 //   PBX_SESSION_ID         a short id the login process, master and session
 //                          all log, to follow one connection
+//   PBX_PROXY              "" (or unset): the socketpair carries raw bytes
+//                          both ways. "frames" (asked for by the login
+//                          process in `start`, pop3-login only): the
+//                          session's output goes as common/ipc frames of the
+//                          proxy protocol (common/ipc/proxy_msgs.hpp: a
+//                          hello, then data{bytes} and idle{consumed,
+//                          line?, answer?}, with which the login process
+//                          answers a predicted command itself); the
+//                          client's bytes still come raw. A session program
+//                          that does not know the value refuses to start.
 //   PBX_FOREGROUND, PBX_DEBUG as master_interface.hpp says
 // The session's cwd is "/"; it runs until the client quits or the socket
 // closes (the login process closes it when the client goes), and on SIGTERM
@@ -67,5 +77,7 @@ inline constexpr std::string_view kEnvClientAddress = "PBX_CLIENT_ADDRESS";
 inline constexpr std::string_view kEnvTls = "PBX_TLS";
 inline constexpr std::string_view kEnvLoginTag = "PBX_LOGIN_TAG";
 inline constexpr std::string_view kEnvSessionId = "PBX_SESSION_ID";
+inline constexpr std::string_view kEnvProxy = "PBX_PROXY";
+inline constexpr std::string_view kProxyFrames = "frames";
 
 }  // namespace pbx::session_interface

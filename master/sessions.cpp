@@ -82,6 +82,11 @@ void SessionLauncher::on_start(uint64_t client_id, ipc::Message&& m) {
         log::warn("session channel: unknown service '", esc(service), "'");
         return answer(client_id, request_id, "fail", "unknown service", "", 0);
     }
+    const std::string proxy(m.get_str("proxy").value_or(""));
+    if (!proxy.empty() && (proxy != si::kProxyFrames || service != "pop3")) {
+        log::warn("session channel: unknown proxy mode '", esc(proxy), "'");
+        return answer(client_id, request_id, "fail", "unknown proxy mode", "", 0);
+    }
     if (c.pending >= kMaxPendingPerClient)
         return answer(client_id, request_id, "tempfail", "too many starts in flight", "", 0);
 
@@ -95,6 +100,7 @@ void SessionLauncher::on_start(uint64_t client_id, ipc::Message&& m) {
     p->tls = std::string(m.get_str("tls").value_or(""));
     p->login_tag = std::string(m.get_str("login_tag").value_or(""));
     p->session_id = std::string(m.get_str("session_id").value_or(""));
+    p->proxy = proxy;
     p->client_fd = m.take_fd("client");
     p->timer.reset(evtimer_new(base_, timer_cb, p.get()));
     const std::string ticket(*m.get_str("ticket"));
@@ -232,6 +238,7 @@ Result<pid_t> SessionLauncher::spawn(Pending& p, const ipc::Message& r) {
         env(master_interface::kEnvDebug, opts.debug ? "1" : "0"),
     };
     if (!p.login_tag.empty()) env_strings.push_back(env(si::kEnvLoginTag, p.login_tag));
+    if (!p.proxy.empty()) env_strings.push_back(env(si::kEnvProxy, p.proxy));
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);

@@ -55,7 +55,7 @@ class SessionLauncher {
         uint64_t key = 0;         // our id, also the redeem id towards authd
         uint64_t client_id = 0;   // which login connection asked
         uint64_t request_id = 0;  // the id of its start request
-        std::string service, client_address, tls, login_tag, session_id;
+        std::string service, client_address, tls, login_tag, session_id, proxy;
         UniqueFd client_fd;
         EventPtr timer;
         bool sent = false;

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
                 limits.max_bad_commands = static_cast<int>(cfg.integer("pop3_max_bad_commands"));
                 return pbx::pop3::make_login_engine(facts, limits);
             },
+        .reply_ahead = true,
     };
     return pbx::login::run_login_service(spec, argc, argv);
 }

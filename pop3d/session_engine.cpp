@@ -92,12 +92,14 @@ void SessionEngine::close_with(std::string text) {
 }
 
 void SessionEngine::timed_out() {
+    offered_.reset();
     if (closed_) return;
     transfer_ = Transfer{};
     close_with("-ERR Autologout: idle for too long; nothing was deleted.\r\n");
 }
 
 void SessionEngine::shutting_down() {
+    offered_.reset();
     if (closed_) return;
     transfer_ = Transfer{};
     close_with("-ERR [SYS/TEMP] Server shutting down; nothing was deleted.\r\n");
@@ -105,6 +107,24 @@ void SessionEngine::shutting_down() {
 
 size_t SessionEngine::feed(std::string_view bytes) {
     size_t used = 0;
+    if (offered_ && !closed_ && !has_output()) {
+        // The first bytes after offer(), at the offset the offer was made
+        // for: the same test as the login process's (reply_ahead.hpp).
+        const std::string& l = offered_->line;
+        if (bytes.starts_with(l)) {
+            // The client has the answer: what RETR does, without output.
+            const size_t index = offered_->index;
+            offered_.reset();
+            prefetched_ = Prefetched{};
+            next_retr_ = index + 1;
+            ++answered_ahead_;
+            used = l.size();
+        } else if (std::string_view(l).starts_with(bytes)) {
+            return 0;
+        } else {
+            offered_.reset();
+        }
+    }
     while (used < bytes.size() && !closed_ && !has_output()) {
         std::optional<LineReader::Line> l;
         used += reader_.feed(bytes.substr(used), l);
@@ -296,6 +316,21 @@ bool SessionEngine::prefetch() {
     prefetched_.data = stuffed(*content);
     prefetched_.index = i;
     return true;
+}
+
+std::optional<SessionEngine::Offer> SessionEngine::offer(size_t max_answer) {
+    offered_.reset();
+    if (closed_ || has_output() || reader_.partial() || !prefetched_.index) return std::nullopt;
+    const size_t i = *prefetched_.index;
+    if (i >= deleted_.size() || deleted_[i]) return std::nullopt;
+    std::string head = "+OK " + std::to_string(store_.messages()[i].size) + " octets\r\n";
+    if (head.size() + prefetched_.data.size() > max_answer) return std::nullopt;
+    Offer o;
+    o.line = "RETR " + std::to_string(i + 1) + "\r\n";
+    o.answer = std::move(head);
+    o.answer += prefetched_.data;
+    offered_ = Offered{o.line, i};
+    return o;
 }
 
 void SessionEngine::quit() {

@@ -54,6 +54,24 @@ class SessionEngine {
     bool prefetch();
     static constexpr uint64_t kMaxPrefetch = 1024 * 1024;
 
+    // Reply-ahead (pop3d(8), "the proxy protocol"): when the engine is idle
+    // (no output, no partial command line, not closed) and prefetch() has
+    // prepared the next RETR's answer, the exact line that RETR is expected
+    // as ("RETR 8\r\n") and its exact answer, when that is at most
+    // `max_answer` bytes; the message exists and is not deleted, so the
+    // RETR would succeed. Until the next byte is fed the engine is then
+    // bound to it: if the bytes fed next start with exactly `line`, feed()
+    // consumes the line and applies the RETR without output (someone else
+    // gave the client `answer`: the login process); if they are a proper
+    // prefix of `line`, feed() consumes nothing (more bytes decide); any
+    // other bytes go the normal way. timed_out()/shutting_down() drop it.
+    struct Offer {
+        std::string line, answer;
+    };
+    std::optional<Offer> offer(size_t max_answer);
+    bool offer_out() const { return offered_.has_value(); }
+    uint64_t answered_ahead() const { return answered_ahead_; }
+
     void timed_out();      // autologout: "-ERR", close, no UPDATE
     void shutting_down();  // SIGTERM: "-ERR", close, no UPDATE
 
@@ -88,6 +106,13 @@ class SessionEngine {
     };
     Prefetched prefetched_;
     std::optional<size_t> next_retr_;
+    // offer(): the line offered and the message it retrieves.
+    struct Offered {
+        std::string line;
+        size_t index = 0;
+    };
+    std::optional<Offered> offered_;
+    uint64_t answered_ahead_ = 0;
     std::vector<bool> deleted_;
     bool closed_ = false;
     int bad_ = 0;

@@ -20,6 +20,7 @@
 #include "common/log.hpp"
 #include "common/privsep/service.hpp"
 #include "common/session_interface.hpp"
+#include "pop3d/framed_session.hpp"
 #include "pop3d/maildir_store.hpp"
 #include "pop3d/mbox_store.hpp"
 #include "pop3d/session_engine.hpp"
@@ -49,6 +50,10 @@ class Session : public event::StreamHandler {
         const std::string mailbox = env(si::kEnvMailbox);
         const std::string format = env(si::kEnvMailboxFormat);
         if (mailbox.empty()) return fail("PBX_MAILBOX is not set");
+        const std::string proxy = env(si::kEnvProxy);
+        if (!proxy.empty() && proxy != si::kProxyFrames)
+            return fail("PBX_PROXY is neither empty nor \"frames\"");
+        const bool frames = proxy == si::kProxyFrames;
         auto c = event::StreamConnection::create(base_, UniqueFd(si::kClientFd), *this);
         if (!c) return Err{c.error()};
         conn_ = std::move(c).value();
@@ -82,6 +87,7 @@ class Session : public event::StreamHandler {
         if (store) {
             store_ = std::move(store).value();
             engine_ = std::make_unique<pop3::SessionEngine>(*store_, limits);
+            if (frames) start_frames();
             engine_->start();
             uint64_t octets = 0;
             for (const auto& m : store_->messages()) octets += m.size;
@@ -95,6 +101,7 @@ class Session : public event::StreamHandler {
         } else {
             empty_ = std::make_unique<EmptyStore>();
             engine_ = std::make_unique<pop3::SessionEngine>(*empty_, limits);
+            if (frames) start_frames();
             const auto& e = store.error();
             log::warn("session of ", user_, " from ", client_, " (", id_,
                       "): cannot open the mailbox: ", e.message);
@@ -143,12 +150,27 @@ class Session : public event::StreamHandler {
         Status commit(const std::vector<bool>&) override { return {}; }
     };
 
+    // PBX_PROXY=frames: output as proxy frames, idle frames with offers
+    // (framed_session.hpp); the hello goes first.
+    void start_frames() {
+        framed_ = std::make_unique<pop3::FramedSession>(*engine_);
+        event::write_through(*conn_, pop3::FramedSession::hello());
+    }
+
+    void write_output() {
+        if (framed_)
+            event::write_through(*conn_, framed_->take_frame(kChunk));  // never TLS
+        else
+            event::write_through(*conn_, engine_->take_output(kChunk));
+    }
+
+    size_t feed(std::string_view v) { return framed_ ? framed_->feed(v) : engine_->feed(v); }
+
     void pump() {
         if (!conn_ || conn_->closing()) return;
         for (;;) {
-            while (engine_->has_output() && conn_->output_size() < kOutputHighWater)
-                event::write_through(*conn_, engine_->take_output(kChunk));  // never TLS
-            if (engine_->has_output() || conn_->closing()) return;           // on_drained goes on
+            while (engine_->has_output() && conn_->output_size() < kOutputHighWater) write_output();
+            if (engine_->has_output() || conn_->closing()) return;  // on_drained goes on
             if (engine_->closed()) {
                 conn_->close_after_flush();
                 return;
@@ -156,7 +178,7 @@ class Session : public event::StreamHandler {
             const size_t avail = conn_->input_size();
             if (avail == 0) break;
             std::string_view v = conn_->peek(std::min(avail, kFeedMax));
-            const size_t used = engine_->feed(v);
+            const size_t used = feed(v);
             conn_->drain(used);
             if (used == 0 && !engine_->has_output()) break;
         }
@@ -167,8 +189,12 @@ class Session : public event::StreamHandler {
         // Idle until the next command: the answer went to the socket above
         // (write-through), so preparing the next RETR's answer now overlaps
         // with the proxy and the client handling this one.
-        if (!engine_->has_output() && conn_->input_size() == 0 && conn_->output_size() == 0)
-            engine_->prefetch();
+        if (!engine_->has_output() && conn_->input_size() == 0 && conn_->output_size() == 0) {
+            if (framed_)
+                event::write_through(*conn_, framed_->idle());  // prefetches, then offers
+            else
+                engine_->prefetch();
+        }
     }
 
     static void keep_alive_cb(evutil_socket_t, short, void* self) noexcept {
@@ -183,6 +209,7 @@ class Session : public event::StreamHandler {
     std::unique_ptr<pop3::Store> store_;
     std::unique_ptr<EmptyStore> empty_;
     std::unique_ptr<pop3::SessionEngine> engine_;
+    std::unique_ptr<pop3::FramedSession> framed_;
     EventPtr keep_alive_;
 };
 

@@ -67,6 +67,8 @@ constexpr KeyDef kKeys[] = {
      "POP3: simultaneous connections of each pop3-login process"},
     {"pop3_max_connections_per_ip", Type::Int, "20",
      "POP3: simultaneous connections from one client address"},
+    {"pop3_reply_ahead", Type::Bool, "yes",
+     "POP3: pop3-login answers the RETR pop3d predicted (pop3d(8))"},
     {"pop3s_listen", Type::Endpoints, "0.0.0.0:995",
      "POP3 listeners with implicit TLS; empty disables them"},
     {"pop_before_smtp", Type::Int, "0",

@@ -2,7 +2,7 @@
 // clients: the login processes). The second step of the login/session split
 // (common/session_interface.hpp has the whole picture):
 //
-//   start{id, ticket, service, client_address, tls, login_tag?, session_id, client}
+//   start{id, ticket, service, client_address, tls, login_tag?, session_id, proxy?, client}
 //                               → start_result{id, status, reason?, user?, pid?}
 //
 // A login process sends the ticket authd issued and `client`, its end of a
@@ -16,7 +16,10 @@
 // process answers its client like a wrong password), tempfail when authd or
 // fork failed. `service` is the login service: "pop3" (session program
 // pop3d) or "imap" (imapd). `tls` is "" or "TLSv1.3 <cipher>"; login_tag is
-// IMAP's tag of the LOGIN/AUTHENTICATE command. Sessions are not restarted:
+// IMAP's tag of the LOGIN/AUTHENTICATE command. `proxy` is "" (raw bytes
+// both ways) or "frames" (pop3: the session talks the proxy protocol,
+// common/ipc/proxy_msgs.hpp); it reaches the session as PBX_PROXY, and any
+// other value is refused (fail). Sessions are not restarted:
 // the master reaps and logs them.
 #pragma once
 
@@ -33,6 +36,7 @@ inline constexpr FieldSpec kStartFields[] = {
     {"login_tag", Kind::Str, kOptional},
     {"session_id", Kind::Str, kOptional},
     {"client", Kind::Fd, kRequired},
+    {"proxy", Kind::Str, kOptional},
 };
 inline constexpr FieldSpec kStartResultFields[] = {
     {"id", Kind::U64, kRequired},     {"status", Kind::Str, kRequired},  // ok | fail | tempfail

@@ -14,6 +14,8 @@
 #include "common/ipc/peers.hpp"
 #include "common/ipc/session_msgs.hpp"
 #include "common/log.hpp"
+#include "common/login/reply_ahead.hpp"
+#include "common/session_interface.hpp"
 
 namespace pbx::login {
 
@@ -129,6 +131,7 @@ class Connection : public event::StreamHandler {
     // ---- the client side ----
     void on_input(event::StreamConnection& c) noexcept override {
         if (state_ == State::Proxy) {
+            if (ahead_) return relay();
             forward(c, *session_);
             if (c.at_eof() && c.input_size() == 0) {
                 if (!session_closed_) session_->close_after_flush();
@@ -173,6 +176,7 @@ class Connection : public event::StreamHandler {
     }
 
     void on_drained(event::StreamConnection& c) noexcept override {
+        if (state_ == State::Proxy && ahead_) return relay();
         if (state_ == State::Proxy && session_ && !session_closed_) forward(*session_, c);
         if (state_ == State::PreLogin) pump();
     }
@@ -192,7 +196,8 @@ class Connection : public event::StreamHandler {
         local_end_.reset();
         if (state_ == State::Proxy) {
             log::info("disconnected: user=<", esc(user_), ">, rip=", peer_.ip, " (", session_id_,
-                      ")", info.detail.empty() ? "" : ": ", info.detail);
+                      ")", info.detail.empty() ? "" : ": ", info.detail,
+                      ahead_ ? log::concat(", answered ahead: ", ahead_->answered()) : "");
             if (session_ && !session_closed_) {
                 session_->close_after_flush();
                 return;  // removed when the session side is closed too
@@ -209,6 +214,7 @@ class Connection : public event::StreamHandler {
         explicit SessionSide(Connection& c) : c(c) {}
         Connection& c;
         void on_input(event::StreamConnection& s) noexcept override {
+            if (c.ahead_) return c.relay();  // EOF included
             if (!c.client_closed_) c.forward(s, *c.conn_);
             if (s.at_eof() && s.input_size() == 0) {
                 if (!c.client_closed_) c.conn_->close_after_flush();
@@ -218,6 +224,7 @@ class Connection : public event::StreamHandler {
         void on_timeout(event::StreamConnection&) noexcept override {}
         void on_tls_ready(event::StreamConnection&) noexcept override {}
         void on_drained(event::StreamConnection& s) noexcept override {
+            if (c.ahead_) return c.relay();
             if (!c.client_closed_) c.forward(*c.conn_, s);
         }
         void on_closed(event::StreamConnection&, const event::CloseInfo&) noexcept override {
@@ -252,6 +259,76 @@ class Connection : public event::StreamHandler {
             // and hands over what it has; it goes on as it comes.
             event::write_through(to, v);
             from.drain(v.size());
+        }
+    }
+
+    // Reply-ahead (reply_ahead.hpp; pop3d(8), the proxy protocol): the
+    // session's frames to the client, as far as the client's queue has
+    // room; the client's bytes to the session as the offer rule lets them
+    // on. A bad frame closes the connection.
+    void relay() {
+        ReplyAhead& a = *ahead_;
+        if (client_closed_) {
+            if (!session_closed_) session_->drain(session_->input_size());
+            return;
+        }
+        while (!session_closed_ && !session_->closing() && session_->input_size() > 0 &&
+               (conn_->closing() || conn_->output_size() < kProxyHighWater)) {
+            std::string_view v = session_->peek(std::min(session_->input_size(), kForwardChunk));
+            const bool ok = a.from_session(v);
+            session_->drain(v.size());
+            if (!ok) {
+                log::warn("session of ", esc(user_), " (", session_id_, "): ", a.error(),
+                          "; closing the connection");
+                session_->close();
+                conn_->close();
+                return;
+            }
+            flush_ahead();
+        }
+        if (!session_closed_ && !session_->closing() && session_->at_eof() &&
+            session_->input_size() == 0) {
+            // The session ended (QUIT, autologout): the client gets the rest.
+            conn_->close_after_flush();
+            session_->close();
+            return;
+        }
+        while (conn_->input_size() > 0 && !conn_->closing()) {
+            if (session_closed_ || session_->closing()) {
+                conn_->drain(conn_->input_size());
+                break;
+            }
+            if (session_->output_size() >= kProxyHighWater) break;
+            std::string_view v = conn_->peek(std::min(conn_->input_size(), kForwardChunk));
+            const size_t n = a.from_client(v);
+            conn_->drain(n);
+            flush_ahead();
+            if (n == 0) break;
+        }
+        if (conn_->at_eof() && conn_->input_size() == 0 && !conn_->closing()) {
+            a.client_eof();  // what is held goes on, as without reply-ahead
+            flush_ahead();
+            if (!session_closed_) session_->close_after_flush();
+            conn_->close_after_flush();
+        }
+    }
+
+    void flush_ahead() {
+        auto done = [](std::string& s) {
+            if (s.capacity() > 16 * 1024)
+                std::string().swap(s);  // an idle connection keeps no large buffer
+            else
+                s.clear();
+        };
+        std::string& tc = ahead_->to_client();
+        if (!tc.empty()) {
+            if (!client_closed_) event::write_through(*conn_, tc);
+            done(tc);
+        }
+        std::string& ts = ahead_->to_session();
+        if (!ts.empty()) {
+            if (!session_closed_) event::write_through(*session_, ts);
+            done(ts);
         }
     }
 
@@ -336,6 +413,7 @@ class Connection : public event::StreamHandler {
             .set_str("session_id", session_id_)
             .add_fd("client", std::move(remote));
         if (!login_tag_.empty()) m.set_str("login_tag", login_tag_);
+        if (server_.settings().reply_ahead) m.set_str("proxy", session_interface::kProxyFrames);
         state_ = State::Starting;
         start_req_ = server_.master().request(std::move(m), [this](std::optional<ipc::Message> r) {
             start_req_ = 0;
@@ -365,10 +443,12 @@ class Connection : public event::StreamHandler {
         }
         session_ = std::move(s).value();
         state_ = State::Proxy;
+        if (server_.settings().reply_ahead) ahead_ = std::make_unique<ReplyAhead>();
         conn_->set_idle_timeout(std::chrono::milliseconds(0));
         log::info("login: user=<", esc(user_), ">, rip=", peer_.ip,
                   conn_->tls_active() ? ", TLS" : "", ", session=<", session_id_, ">, pid ",
                   r->get_u64("pid").value_or(0));
+        if (ahead_) return relay();  // what the client pipelined after its login
         forward(*conn_, *session_);  // what the client pipelined after its login
         if (conn_->at_eof() && conn_->input_size() == 0) {
             session_->close_after_flush();
@@ -386,6 +466,7 @@ class Connection : public event::StreamHandler {
     std::unique_ptr<event::StreamConnection> conn_;
     std::unique_ptr<event::StreamConnection> session_;
     std::unique_ptr<Engine> engine_;
+    std::unique_ptr<ReplyAhead> ahead_;  // LoginSettings::reply_ahead, in Proxy state
     State state_ = State::PreLogin;
     uint64_t auth_req_ = 0, start_req_ = 0;
     UniqueFd local_end_;

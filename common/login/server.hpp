@@ -54,6 +54,7 @@ struct LoginSettings {
     event::ConnectionLimits limits;
     std::chrono::milliseconds autologout{600000};
     bool allow_plaintext = false;  // login_allow_plaintext
+    bool reply_ahead = false;      // LoginSpec::reply_ahead and <prefix>_reply_ahead
 
     // From <prefix>_max_connections, <prefix>_max_connections_per_ip,
     // <prefix>_autologout, login_allow_plaintext and myhostname.

@@ -41,6 +41,9 @@ int run_login_service(const LoginSpec& spec, int argc, char** argv) {
         .pre_drop = [&](ServiceContext& ctx) -> Status {
             auto settings = LoginSettings::from_config(ctx.config, spec.service, spec.prefix);
             if (!settings) return Err{settings.error()};
+            settings->reply_ahead =
+                spec.reply_ahead &&
+                ctx.config.boolean(std::string(spec.prefix) + "_reply_ahead");
             raise_fd_limit(settings->limits.max_total);
             auto srv = LoginServer::prepare(ctx, std::move(settings).value(), spec.make_engine,
                                             spec.listeners, spec.refusal);

@@ -22,6 +22,10 @@ struct LoginSpec {
     // Said before closing a plaintext connection over the limits.
     std::string refusal;  // "-ERR [SYS/TEMP] too many connections\r\n"
     EngineFactory make_engine;
+    // The session talks the proxy protocol and the login process answers
+    // the lines it offers (reply_ahead.hpp; PBX_PROXY=frames): pop3 only,
+    // unless <prefix>_reply_ahead (a key that must then exist) is off.
+    bool reply_ahead = false;
 };
 
 int run_login_service(const LoginSpec& spec, int argc, char** argv);

@@ -46,6 +46,73 @@ def read(path):
         return f.read()
 
 
+def check_burst(tc, inst, mode, answered_ahead):
+    """Reply-ahead (pop3d(8), the proxy protocol): pop3-login answers the
+    RETR pop3d predicted (n+1 after RETR n) itself. A raw client, over
+    plaintext or implicit TLS: RETR 1, RETR 2 one at a time, then one burst
+    mixing predicted and unpredicted lines (DELE n+1 then RETR n+1, a
+    lower-case variant, RSET, a message over the 16 KiB offer limit); every
+    answer must come exactly and in order. The lines answered by the login
+    are counted in its log, and which ones they are does not depend on
+    timing: RETR 2, RETR 4, RETR 5 after RSET (prepared before DELE 5) and
+    RETR 6; not RETR 3 (too big). answered_ahead None: reply-ahead is off
+    and the log line has no count."""
+    vmail = pwd.getpwnam("pbx-vmail")
+    new_dir = os.path.join(inst.mail_dir, "alice", "Maildir", "new")
+    contents = [b"Subject: one\n\nfirst\n",
+                b"Subject: two\n\n.dot line\n..two dots\nno end",
+                b"Subject: three\n\n" + b"".join(b"line %05d of a big one\n" % i
+                                                 for i in range(1000)),
+                b"Subject: four\r\n\r\nfour\r\n",
+                b"Subject: five\n\n.\n",
+                b"Subject: six\n\nsix\n"]
+    tc.assertGreater(len(contents[2]), 16384)
+
+    def answer(i):
+        want = crlf(contents[i - 1])
+        return b"+OK %d octets\r\n" % len(want) + re.sub(rb"(?m)^\.", b"..", want) + b".\r\n"
+
+    total = sum(len(crlf(c)) for c in contents)
+    burst = (b"RETR 3\r\nRETR 4\r\nDELE 5\r\nRETR 5\r\nretr 5\r\nRSET\r\n"
+             b"RETR 5\r\nRETR 6\r\nNOOP\r\nSTAT\r\nQUIT\r\n")
+    want = (answer(3) + answer(4) + b"+OK Message 5 deleted (at QUIT).\r\n" +
+            b"-ERR Message 5 is deleted.\r\n" * 2 + b"+OK 6 messages, none deleted.\r\n" +
+            answer(5) + answer(6) + b"+OK\r\n" + b"+OK 6 %d\r\n" % total +
+            b"+OK Logging out.\r\n")
+    for p in inst.maildir_messages("alice"):
+        os.unlink(p)
+    for i, data in enumerate(contents):
+        path = os.path.join(new_dir, "%d.M%dP1Q%d.burst" % (1700000000 + i, i, i))
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+    mark = len(inst.log_text())
+    if mode == "plain":
+        s = socket.create_connection(("127.0.0.1", inst.port("pop3")), timeout=30)
+    else:
+        s = socket.create_connection(("127.0.0.1", inst.port("pop3s")), timeout=30)
+        s = tls_context().wrap_socket(s)
+    with s:
+        f = s.makefile("rb")
+        tc.assertTrue(f.readline().startswith(b"+OK"))
+        s.sendall(b"USER alice\r\nPASS demo\r\n")
+        tc.assertTrue(f.readline().startswith(b"+OK"))
+        tc.assertEqual(f.readline(), b"+OK Logged in.\r\n")
+        for i in (1, 2):
+            s.sendall(b"RETR %d\r\n" % i)
+            tc.assertEqual(f.read(len(answer(i))), answer(i), "RETR %d" % i)
+        s.sendall(burst)
+        tc.assertEqual(f.read(len(want)), want)
+        tc.assertEqual(f.read(), b"")  # closed after QUIT, nothing more
+    m = inst.wait_for_log(r"pop3-login\[\d+\]: disconnected: user=<alice>.*", start=mark)
+    if answered_ahead is None:
+        tc.assertNotIn("answered ahead", m.group(0))
+    else:
+        tc.assertIn("answered ahead: %d" % answered_ahead, m.group(0))
+    # Nothing was deleted (DELE 5 was undone by RSET).
+    tc.assertEqual(len(inst.maildir_messages("alice")), 6)
+
+
 @unittest.skipUnless(all(harness.program(p) for p in NEEDED),
                      "pop3-login, pop3d or the delivery chain is not built")
 class Pop3Test(unittest.TestCase):
@@ -204,6 +271,12 @@ class Pop3Test(unittest.TestCase):
                 self.assertEqual(f.read(len(stuffed)), stuffed, "pipelined %d" % (i + 1))
             cmd(b"QUIT")
 
+    def test_pipelined_burst_reply_ahead(self):
+        for mode in ("plain", "tls"):
+            with self.subTest(mode=mode):
+                self.wait_no_session()
+                check_burst(self, self.inst, mode, answered_ahead=4)
+
     def test_implicit_tls(self):
         self.clear("alice")
         self.deliver("alice", b"Subject: tls\r\n\r\nover 995\r\n")
@@ -282,8 +355,9 @@ class Pop3Test(unittest.TestCase):
             self.assertEqual(set(env), {b"PBX_CONFIG_FD", b"PBX_SERVICE", b"PBX_USER", b"HOME",
                                         b"PBX_MAILBOX", b"PBX_MAILBOX_FORMAT",
                                         b"PBX_CLIENT_ADDRESS", b"PBX_TLS", b"PBX_SESSION_ID",
-                                        b"PBX_FOREGROUND", b"PBX_DEBUG"})
+                                        b"PBX_FOREGROUND", b"PBX_DEBUG", b"PBX_PROXY"})
             self.assertEqual(env[b"PBX_SERVICE"], b"pop3d")
+            self.assertEqual(env[b"PBX_PROXY"], b"frames")  # pop3_reply_ahead
             self.assertEqual(env[b"PBX_USER"], b"alice")
             self.assertEqual(env[b"PBX_MAILBOX_FORMAT"], b"maildir")
             self.assertTrue(env[b"PBX_MAILBOX"].endswith(b"/alice/Maildir/"))
@@ -477,6 +551,17 @@ class PopBeforeSmtpTest(unittest.TestCase):
             self.login(inst)
             self.assertFalse(self.relay(inst))
             self.assertNotIn("pop-before-smtp", inst.log_text())
+
+
+@unittest.skipUnless(all(harness.program(p) for p in NEEDED),
+                     "pop3-login, pop3d or the delivery chain is not built")
+class ReplyAheadOffTest(unittest.TestCase):
+    def test_raw_proxy_gives_the_same_bytes(self):
+        # pop3_reply_ahead = no: pop3d writes raw bytes, pop3-login only
+        # proxies; the client gets the very same answers.
+        with Instance(config={"remote_delivery_enable": "no",
+                              "pop3_reply_ahead": "no"}) as inst:
+            check_burst(self, inst, "plain", answered_ahead=None)
 
 
 if __name__ == "__main__":
