@@ -332,3 +332,48 @@ TEST_CASE("reply-ahead: frames the login refuses", "[pop3][ahead][login]") {
         CHECK_FALSE(ok);
     }
 }
+
+TEST_CASE("reply-ahead: a terminal reply that crosses an answered line", "[pop3][ahead]") {
+    // pop3d(8): while an offer is out pop3d writes nothing but a terminal
+    // reply. If the login answered the line meanwhile, the client gets the
+    // answer, then the terminal reply: what it would get had its RETR
+    // arrived just before the autologout.
+    twin::TwinStore store(twin::mailbox());
+    SessionEngine e(store, SessionLimits{20});
+    FramedSession f(e);
+    login::ReplyAhead a;
+    std::string frames = FramedSession::hello();
+    e.start();
+    while (e.has_output()) frames += f.take_frame(1 << 16);
+    frames += f.idle();
+    REQUIRE(a.from_session(frames));
+    CHECK(take(a.to_client()) == "+OK Logged in.\r\n");
+    REQUIRE(a.from_client("RETR 1\r\n") == 8);
+    const std::string line = take(a.to_session());
+    REQUIRE(line == "RETR 1\r\n");
+    REQUIRE(f.feed(line) == 8);
+    frames.clear();
+    while (e.has_output()) frames += f.take_frame(1 << 16);
+    frames += f.idle();  // offers RETR 2
+    REQUIRE(e.offer_out());
+    REQUIRE(a.from_session(frames));
+    const std::string one = take(a.to_client());
+    CHECK(one.starts_with("+OK "));
+    // The client's RETR 2 reaches the login: answered there.
+    REQUIRE(a.from_client("RETR 2\r\n") == 8);
+    const std::string two = take(a.to_client());
+    CHECK(two.starts_with("+OK "));
+    CHECK(two.ends_with("line 2\r\n.\r\n"));
+    CHECK(take(a.to_session()) == "RETR 2\r\n");
+    // ... but pop3d times out before it reads it.
+    e.timed_out();
+    CHECK_FALSE(e.offer_out());
+    frames.clear();
+    while (e.has_output()) frames += f.take_frame(1 << 16);
+    CHECK(e.closed());
+    REQUIRE(a.from_session(frames));
+    CHECK(take(a.to_client()) == "-ERR Autologout: idle for too long; nothing was deleted.\r\n");
+    CHECK(f.idle().empty());  // closed: no more idle frames
+    CHECK(a.answered() == 1);
+    CHECK(e.answered_ahead() == 0);
+}
