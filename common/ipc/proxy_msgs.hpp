@@ -15,8 +15,10 @@
 //       pop3d(8), "the proxy protocol"). `line` is one line (its only LF is
 //       its last byte) of at most kMaxOfferLine bytes, `answer` at most
 //       kMaxOfferAnswer bytes; both or neither. The login process forwards
-//       the client's bytes one line per idle frame (reply_ahead.hpp says
-//       why), so the session sees every line end as the end of a batch.
+//       the client's bytes only while it holds idle{consumed = what it
+//       forwarded}, and keeps the bytes forwarded since the last idle
+//       offset, so that it decides an offer on the very bytes the session
+//       will read there (reply_ahead.hpp).
 //
 // The session runs as the mail user: to the login process these frames are
 // untrusted input. A bad frame (decoding error, a size over the limits, a

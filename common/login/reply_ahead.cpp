@@ -64,16 +64,23 @@ bool ReplyAhead::frame(const ipc::Message& m) {
     if (line.has_value() != answer.has_value()) return bad("offer without line or answer");
     if (line && (line->empty() || line->size() > proxy::kMaxOfferLine))
         return bad(log::concat("offered line of ", line->size(), " bytes"));
-    // One line: its only LF ends it (a batch ends at the first LF, advance()).
+    // One command line: its only LF ends it.
     if (line && line->find('\n') != line->size() - 1)
         return bad("offered line is not one line ending in LF");
     if (answer && answer->size() > proxy::kMaxOfferAnswer)
         return bad(log::concat("offered answer of ", answer->size(), " bytes"));
+    // The session has read everything before c: the bytes forwarded before
+    // c are no longer needed.
+    window_.erase(0, c - window_start_);
+    window_start_ = c;
+    if (window_.empty() && window_.capacity() > kShrinkAbove) std::string().swap(window_);
     offer_.reset();
-    idle_ = false;
-    if (c < forwarded_) return true;  // stale: the session has more to read
-    idle_ = true;
+    idle_ = c == forwarded_;  // else stale: the session has more to read
     if (line && !eof_) offer_ = Offer{std::string(*line), std::string(*answer)};
+    // Decided now, before the next frame: the session may already have
+    // taken the line (from bytes forwarded before this frame) and its next
+    // frames follow from that.
+    advance();
     return true;
 }
 
@@ -90,6 +97,7 @@ void ReplyAhead::client_eof() {
     eof_ = true;
     offer_.reset();
     forwarded_ += held_.size();
+    window_ += held_;
     to_session_ += held_;
     held_.clear();
     idle_ = false;
@@ -100,25 +108,32 @@ void ReplyAhead::advance() {
         client_eof();
         return;
     }
-    if (!idle_ || held_.empty()) return;
+    bool may_forward = idle_;
     if (offer_) {
-        const std::string& line = offer_->line;
-        if (held_.size() < line.size() && std::string_view(line).starts_with(held_)) return;
-        if (std::string_view(held_).starts_with(line)) {
+        // The offer is for the bytes from the session's idle offset c: those
+        // forwarded since (window_, a batch that reached the session in two
+        // reads), then those held.
+        const std::string_view line = offer_->line;
+        const std::string_view w = std::string_view(window_).substr(0, line.size());
+        const std::string_view h = std::string_view(held_).substr(0, line.size() - w.size());
+        const bool agree = line.starts_with(w) && line.substr(w.size()).starts_with(h);
+        if (agree && w.size() + h.size() < line.size()) return;  // a prefix: both sides wait
+        if (agree) {
             to_client_ += offer_->answer;
             ++answered_;
         }
+        // The session waits on the forwarded bytes, a prefix of the line,
+        // for the rest: what decided goes on without waiting for an idle.
+        if (w.size() == window_.size() && w.size() < line.size() && line.starts_with(w))
+            may_forward = true;
         offer_.reset();
     }
-    // One line per idle (or all of a partial line): every line end the
-    // session reads is then the end of what it was sent, so an offer it
-    // makes at a line end is at the F the login has then.
-    const size_t lf = held_.find('\n');
-    const size_t n = lf == std::string::npos ? held_.size() : lf + 1;
-    forwarded_ += n;
-    to_session_.append(held_, 0, n);
-    held_.erase(0, n);
-    if (held_.empty() && held_.capacity() > kShrinkAbove) std::string().swap(held_);
+    if (!may_forward || held_.empty()) return;
+    forwarded_ += held_.size();
+    window_ += held_;
+    to_session_ += held_;
+    held_.clear();
+    if (held_.capacity() > kShrinkAbove) std::string().swap(held_);
     idle_ = false;
 }
 

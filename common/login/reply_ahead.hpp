@@ -1,23 +1,25 @@
 // The login process's half of "reply-ahead" (pop3d(8), "the proxy
 // protocol"; bench/RESULTS.md, POP3): a pure state machine between the
 // client's raw bytes and the session's frames (common/ipc/proxy_msgs.hpp).
-// Bytes in, bytes out; no sockets (tests/unit/test_reply_ahead.cpp and
+// Bytes in, bytes out; no sockets (tests/unit/test_pop3_ahead.cpp and
 // fuzz/fuzz_pop3_ahead.cpp run it against pop3d's engine).
 //
 // THE RULE. F counts the client bytes forwarded to the session. Client
 // bytes past F are held, and forwarded only while the session's idle{c = F}
-// is in hand; each idle lets one batch through: the held bytes up to and
-// including the first LF, or all of them when they hold no LF. So every
-// line end the session reads ends a batch: when the session is idle at a
-// line end c (the only place it makes an offer), c is the login's F, and
-// the login holds that idle when it decides (a batch of several lines could
-// arrive in two reads, the session would offer at the line end between
-// them, and the login, already past it, could not answer).
-// With an offer {line, answer} at F:
-//   - the held bytes are a proper prefix of `line`: wait for more;
-//   - they start with all of `line`: write `answer` to the client, then
-//     forward the line (the session skips it);
-//   - they differ: drop the offer and forward.
+// is in hand (each idle lets through what is held then), or when the
+// session waits for them (below). An offer {line, answer} in an idle frame
+// is for the bytes at offset c: those forwarded since c (a batch can reach
+// the session in several reads, and the session offers at the line end
+// where a read ended: c < F), then those held. The login keeps the bytes
+// forwarded since the session's last idle offset, and decides as soon as
+// it has enough bytes, before the next frame and before it forwards more:
+//   - the bytes from c are a proper prefix of `line`: wait for more (the
+//     session, holding the same prefix, waits too; the client's next bytes
+//     decide and then go on without waiting for an idle);
+//   - they start with all of `line`: write `answer` to the client (after
+//     everything the session sent before its idle frame, before anything it
+//     sends after it), then forward what is held;
+//   - they differ: drop the offer.
 // Any data frame drops a held idle and its offer. The session applies the
 // same test to the same bytes at the same offset (pop3::SessionEngine::
 // offer), so "the login answered" and "the session stays silent" are one
@@ -25,8 +27,10 @@
 //
 // Limits: at most kMaxHeld client bytes are held (the caller leaves the rest
 // in its socket buffer, so a client cannot make this process buffer more);
-// an offer is at most ipc::proxy::kMaxOfferLine + kMaxOfferAnswer bytes; the
-// frame decoder holds at most one partial frame (kProtocol.max_frame_size).
+// an offer is at most ipc::proxy::kMaxOfferLine + kMaxOfferAnswer bytes;
+// the bytes kept since the session's last idle are at most what two
+// forwards let through; the frame decoder holds at most one partial frame
+// (kProtocol.max_frame_size) plus one read.
 #pragma once
 
 #include <cstddef>
@@ -78,6 +82,10 @@ class ReplyAhead {
     ipc::Decoder decoder_;
     uint64_t fed_ = 0;  // bytes fed to decoder_ since it was made
     std::string held_;
+    // The bytes forwarded since the session's last idle offset: an offer
+    // at that offset is decided on them (then on held_).
+    std::string window_;
+    uint64_t window_start_ = 0;  // its offset; window_start_ + size == F
     std::string to_client_, to_session_;
     uint64_t forwarded_ = 0;  // F
     std::optional<uint64_t> last_idle_;

@@ -53,10 +53,11 @@ def check_burst(tc, inst, mode, answered_ahead):
     mixing predicted and unpredicted lines (DELE n+1 then RETR n+1, a
     lower-case variant, RSET, a message over the 16 KiB offer limit); every
     answer must come exactly and in order. The lines answered by the login
-    are counted in its log, and which ones they are does not depend on
-    timing: RETR 2, RETR 4, RETR 5 after RSET (prepared before DELE 5) and
-    RETR 6; not RETR 3 (too big). answered_ahead None: reply-ahead is off
-    and the log line has no count."""
+    are counted in its log: RETR 2 always (sent alone after RETR 1's
+    answer); in the burst, which reaches pop3d in one or more reads, RETR 4,
+    RETR 5 after RSET and RETR 6 may be too, depending on where pop3d's
+    reads end (never RETR 3: too big to offer). answered_ahead: the least
+    count; None: reply-ahead is off and the log line has no count."""
     vmail = pwd.getpwnam("pbx-vmail")
     new_dir = os.path.join(inst.mail_dir, "alice", "Maildir", "new")
     contents = [b"Subject: one\n\nfirst\n",
@@ -108,7 +109,10 @@ def check_burst(tc, inst, mode, answered_ahead):
     if answered_ahead is None:
         tc.assertNotIn("answered ahead", m.group(0))
     else:
-        tc.assertIn("answered ahead: %d" % answered_ahead, m.group(0))
+        n = re.search(r"answered ahead: (\d+)", m.group(0))
+        tc.assertIsNotNone(n, m.group(0))
+        tc.assertGreaterEqual(int(n.group(1)), answered_ahead)
+        tc.assertLessEqual(int(n.group(1)), 4)
     # Nothing was deleted (DELE 5 was undone by RSET).
     tc.assertEqual(len(inst.maildir_messages("alice")), 6)
 
@@ -275,7 +279,7 @@ class Pop3Test(unittest.TestCase):
         for mode in ("plain", "tls"):
             with self.subTest(mode=mode):
                 self.wait_no_session()
-                check_burst(self, self.inst, mode, answered_ahead=4)
+                check_burst(self, self.inst, mode, answered_ahead=1)
 
     def test_implicit_tls(self):
         self.clear("alice")

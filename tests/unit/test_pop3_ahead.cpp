@@ -69,8 +69,9 @@ TEST_CASE("reply-ahead: login + pop3d give the client what the engine alone give
         answered += got.answered_by_login;
         ++scripts;
     }
-    // The mechanism ran, not just the fallback.
-    CHECK(answered > scripts);
+    // The mechanism ran, not just the fallback (pipelined scripts mostly
+    // reach pop3d in whole batches, where it makes no offer).
+    CHECK(answered > scripts / 10);
 }
 
 TEST_CASE("reply-ahead: scripts fed one byte at a time", "[pop3][ahead]") {
@@ -194,50 +195,63 @@ TEST_CASE("reply-ahead: the login's rule", "[pop3][ahead][login]") {
     CHECK(a.from_client("RETR 1\r\nRETR 2\r\n") == 16);
     CHECK(a.to_session().empty());
     CHECK(a.held() == 16);
-    // idle{0}: one line goes on.
+    // idle{0}: what is held goes on.
     REQUIRE(a.from_session(idle(0)));
-    CHECK(take(a.to_session()) == "RETR 1\r\n");
-    CHECK(a.forwarded() == 8);
-    // A stale idle (the session had read less) lets nothing through.
-    REQUIRE(a.from_session(idle(3)));
-    CHECK(a.to_session().empty());
-    // The answer, then idle{8} with an offer for the held line: answered.
+    CHECK(take(a.to_session()) == "RETR 1\r\nRETR 2\r\n");
+    CHECK(a.forwarded() == 16);
+    // The session read the batch in two pieces and offers RETR 2 at 8, past
+    // which the login already is: decided on the forwarded bytes, answered
+    // now, after RETR 1's answer.
     REQUIRE(a.from_session(data("+OK 1\r\nx\r\n.\r\n") + idle(8, "RETR 2\r\n", "ANSWER2")));
     CHECK(take(a.to_client()) ==
           "+OK 1\r\nx\r\n.\r\n"
           "ANSWER2");
-    CHECK(take(a.to_session()) == "RETR 2\r\n");
     CHECK(a.answered() == 1);
-    // Offer at 16; the client sends a prefix: wait; the rest: answered.
+    CHECK(a.from_client("NOOP\r\n") == 6);
+    CHECK(a.to_session().empty());  // no idle{16} yet
+    // idle{16} with an offer the held bytes do not match: forwarded.
     REQUIRE(a.from_session(idle(16, "RETR 3\r\n", "ANSWER3")));
+    CHECK(take(a.to_session()) == "NOOP\r\n");
+    CHECK(a.to_client().empty());
+    // Offer at 22 = F; the client sends a prefix: wait; then the rest.
+    REQUIRE(a.from_session(data("+OK\r\n") + idle(22, "RETR 3\r\n", "ANSWER3")));
+    CHECK(take(a.to_client()) == "+OK\r\n");
     CHECK(a.from_client("RET") == 3);
-    CHECK(a.to_client().empty());
     CHECK(a.to_session().empty());
-    CHECK(a.from_client("R 3\r\nNO") == 7);
-    CHECK(take(a.to_client()) == "ANSWER3");
-    CHECK(take(a.to_session()) == "RETR 3\r\n");
-    // Offer at 24; the client's bytes differ: forwarded as they are (no LF
-    // yet: all of them), no answer.
-    REQUIRE(a.from_session(idle(24, "RETR 4\r\n", "ANSWER4")));
-    CHECK(take(a.to_session()) == "NO");
     CHECK(a.to_client().empty());
-    CHECK(a.from_client("OP\r\n") == 4);
-    CHECK(a.to_session().empty());  // no idle{26} yet
-    REQUIRE(a.from_session(idle(26)));
-    CHECK(take(a.to_session()) == "OP\r\n");
-    CHECK(a.forwarded() == 30);
+    CHECK(a.from_client("R 3\r\nRETR 4\r\nRE") == 15);
+    CHECK(take(a.to_client()) == "ANSWER3");
+    CHECK(take(a.to_session()) == "RETR 3\r\nRETR 4\r\nRE");
+    CHECK(a.forwarded() == 40);
     CHECK(a.answered() == 2);
+    // Stale offers: at 30 (decided on the forwarded "RETR 4\r\nRE": answered
+    // at once), then at 38, where only "RE" was forwarded: a prefix, so both
+    // sides wait for the client; its next bytes decide and go on at once
+    // (the session waits for them: no idle will come before).
+    REQUIRE(a.from_session(idle(30, "RETR 4\r\n", "ANSWER4")));
+    CHECK(take(a.to_client()) == "ANSWER4");
+    REQUIRE(a.from_session(idle(38, "RETR 5\r\n", "ANSWER5")));
+    CHECK(a.to_client().empty());
+    CHECK(a.from_client("TR 5\r\nNOOP\r\n") == 12);
+    CHECK(take(a.to_client()) == "ANSWER5");
+    CHECK(take(a.to_session()) == "TR 5\r\nNOOP\r\n");
+    CHECK(a.forwarded() == 52);
+    CHECK(a.answered() == 4);
+    // A stale offer the forwarded bytes contradict: dropped.
+    REQUIRE(a.from_session(idle(46, "RETR 6\r\n", "ANSWER6")));
+    CHECK(a.to_client().empty());
+    CHECK(a.answered() == 4);
     // A data frame drops a held offer (autologout, shutdown).
     REQUIRE(
-        a.from_session(data("+OK\r\n") + idle(30, "RETR 4\r\n", "ANSWER4") + data("-ERR bye\r\n")));
-    CHECK(a.from_client("RETR 4\r\n") == 8);
+        a.from_session(data("+OK\r\n") + idle(52, "RETR 6\r\n", "ANSWER6") + data("-ERR bye\r\n")));
+    CHECK(a.from_client("RETR 6\r\n") == 8);
     CHECK(take(a.to_client()) == "+OK\r\n-ERR bye\r\n");
     CHECK(a.to_session().empty());
     // At the client's end what is held goes on, unanswered.
     a.client_eof();
-    CHECK(take(a.to_session()) == "RETR 4\r\n");
+    CHECK(take(a.to_session()) == "RETR 6\r\n");
     CHECK(a.to_client().empty());
-    CHECK(a.answered() == 2);
+    CHECK(a.answered() == 4);
 }
 
 TEST_CASE("reply-ahead: the login holds a bounded amount", "[pop3][ahead][login]") {
