@@ -7,11 +7,25 @@ side by side in one run (bench/README.md's rules: ratios in the same run).
 Both serve the same ~4 KB messages (hard links to the same files) from
 Maildirs of the same shape, one per user, owned by pbx-vmail; both on
 127.0.0.1 without TLS (loopback counts as secure for both), passwords with
-sha512-crypt. Measured with a lean raw-socket client (CLIENT=raw, the
-default: one command at a time, no pipelining, every RETR answer compared
-byte for byte with the message's CRLF dot-stuffed form; its CPU per RETR
-is printed as "client") or with Python's poplib (CLIENT=poplib, which
-reads line by line and costs more CPU per RETR than either server):
+sha512-crypt. Measured with the same client for both servers:
+CLIENT=c (the default) is bench/pop3_load.cpp, built here with g++ (into
+the build directory, again whenever the source is newer): all sessions in
+one epoll loop, one command at a time per session (no pipelining), every
+RETR answer compared byte for byte with the message's CRLF dot-stuffed
+form (any difference, -ERR or closed connection stops the run). It is the
+default because the Python client (CLIENT=raw, the same checks in Python)
+ran the parallel sessions as threads of one process, serialized by the
+GIL, and cost 29-47 us of CPU per RETR, about half of what either server
+costs, on the same 2 cores as the servers: the load generator, not the
+servers, pulled the ratio towards 1. CLIENT=poplib is Python's poplib,
+which reads line by line and costs more CPU per RETR than either server.
+The client's CPU per RETR (its session threads or its loop, from connect
+to the last RETR answer) is printed as "client". With CLIENT=c the rates
+come from the client's own clock (connect to the QUIT reply, the pause for
+measuring left out), the rates of the RETRs alone (first RETR sent to last
+answer) are printed too, and the client process's user and system CPU per
+RETR. HOPS=1 always uses the Python client (RawPop3), whatever CLIENT
+says; STRACE=1 uses CLIENT's.
   - one session: USER/PASS, RETR 1..N, QUIT; "cold" is the very first
     session on a fresh Maildir (Pillarbox: no size cache; Dovecot: no
     index), "warm" the median of RUNS later sessions;
@@ -23,7 +37,7 @@ reads line by line and costs more CPU per RETR than either server):
   - CPU per RETR: schedstat run time of the session process (while open)
     and of the login processes, and utime+stime of the whole server tree
     (the master, everything below it, and the children they reaped).
-Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), CLIENT (raw), W (1: the
+Environment: N (1000), PAR (20), RUNS (3), SIZE (4096), CLIENT (c), W (1: the
 message names carry ",S=<size>,W=<CRLF size>" as Dovecot's and Pillarbox's
 delivery agents write them; 0: ",S=" only, so a cold open reads every
 message on both servers), PBX_BUILD_DIR, AHEAD (yes: pop3_reply_ahead, the
@@ -111,9 +125,68 @@ def wire_form(data):
 
 
 EXPECTED = []      # wire_form of message i+1, for the byte-exactness check
-CLIENT = os.environ.get("CLIENT", "raw")
+CLIENT = os.environ.get("CLIENT", "c")
 CLIENT_CPU = {}    # (port, what) -> [client thread CPU seconds per session]
-CLIENT_RECVS = {}  # what -> [recv() calls per RETR answer], raw client only
+CLIENT_RECVS = {}  # what -> [recv() calls per RETR answer], raw and c clients
+RETR_WALL = {}     # what -> [seconds from the first RETR to the last answer], c client
+CLIENT_SPLIT = {}  # what -> [(user, system) CPU seconds of the pop3_load process]
+C_EXE = None       # the built pop3_load (CLIENT=c)
+C_EXPECTED = None  # its expected-answers file
+
+
+def build_c_client():
+    """bench/pop3_load.cpp, built with g++ into the build directory (not by
+    meson) when missing or older than its source."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pop3_load.cpp")
+    out_dir = harness.build_dir()
+    if not os.path.isdir(out_dir):
+        out_dir = tempfile.gettempdir()
+    exe = os.path.join(out_dir, "pop3_load")
+    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        subprocess.run(["g++", "-std=c++20", "-O2", "-pthread", src, "-o", exe], check=True)
+    return exe
+
+
+def write_expected(path):
+    """The expected answers for pop3_load: for each message, its wire form's
+    length in decimal, a newline, then the wire form."""
+    with open(path, "wb") as f:
+        for e in EXPECTED:
+            f.write(b"%d\n" % len(e))
+            f.write(e)
+
+
+def c_run(port, users, hold=None):
+    """Runs pop3_load for users (one session each, in parallel); hold() is
+    called while every session is open after its RETRs. Returns
+    ([per-session dicts], summary dict); numbers as the client printed them."""
+    cmd = [C_EXE, "--port", str(port), "--password", PASSWORD, "--users", ",".join(users),
+           "--expected", C_EXPECTED] + (["--hold"] if hold else [])
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    sessions, total = [], None
+    for line in p.stdout:
+        if line == "HOLD\n":
+            try:
+                hold()
+            finally:
+                p.stdin.write("\n")
+                p.stdin.flush()
+            continue
+        kind, *fields = line.split()
+        v = {}
+        for f in fields:
+            k, _, x = f.partition("=")
+            v[k] = x if k == "user" else float(x)
+        if kind == "session":
+            sessions.append(v)
+        elif kind == "total":
+            total = v
+    p.stdin.close()
+    err = p.stderr.read()
+    if p.wait() != 0 or total is None:
+        raise RuntimeError("pop3_load failed (exit %s): %s" % (p.returncode, err.strip()))
+    return sessions, total
 
 
 class RawPop3:
@@ -176,6 +249,20 @@ class RawPop3:
 
 
 def session(port, user, hold=None, what=None):
+    """One session of the client CLIENT names: USER/PASS, RETR 1..N, hold()
+    while it is open, QUIT. With `what`, records the client's CPU (and
+    recv() calls) per session. Returns the session's time measured by the
+    client itself (CLIENT=c) or None."""
+    if CLIENT == "c":
+        (s,), total = c_run(port, [user], hold)
+        assert s["retrs"] == N and s["bytes"] == sum(map(len, EXPECTED)), s
+        if what:
+            CLIENT_SPLIT.setdefault(what, []).append((total["user_us"] / 1e6,
+                                                      total["sys_us"] / 1e6))
+            CLIENT_CPU.setdefault((port, what), []).append(total["cpu_us"] / 1e6)
+            CLIENT_RECVS.setdefault(what, []).append(s["recvs"] / N)
+            RETR_WALL.setdefault(what, []).append(s["retr_us"] / 1e6)
+        return s["session_us"] / 1e6
     t0 = time.thread_time()
     total = 0
     if CLIENT == "poplib":
@@ -207,7 +294,7 @@ def session(port, user, hold=None, what=None):
         p.close()
     if what:
         CLIENT_CPU.setdefault((port, what), []).append(client)
-    return total
+    return None
 
 
 def multi(p, text):
@@ -379,8 +466,8 @@ class Side:
             got["login cs"] = sum(ctxt(p) - n for p, n in login_cs.items())
 
         t = time.monotonic()
-        session(self.port, user, hold, what and (self.name, what))
-        elapsed = time.monotonic() - t
+        own = session(self.port, user, hold, what and (self.name, what))
+        elapsed = time.monotonic() - t if own is None else own
         if what:
             self.settle()
             login = sum(run_ns(p) - n for p, n in logins.items())
@@ -394,51 +481,75 @@ class Side:
         return elapsed
 
     def parallel(self):
+        """PAR sessions at once, one user each; (seconds, memory) with the
+        memory of the session and login processes while every session is
+        open after its RETRs. Records the server's and the client's CPU."""
         mem = {}
-        barrier = threading.Barrier(len(self.users) + 1)
 
-        def hold():
-            barrier.wait()   # every session is open, all RETRs done
-            barrier.wait()   # measured
-
-        errors = []
-
-        def run(u):
-            try:
-                session(self.port, u, hold)
-            except Exception as e:  # noqa: BLE001
-                errors.append(e)
-                barrier.abort()
+        def measure():
+            sessions = procs_below(self.root, self.session_comm)
+            logins = procs_below(self.root, self.login_comm)
+            mem["sessions"] = len(sessions)
+            for key, field in (("rss", "Rss:"), ("pss", "Pss:")):
+                mem["session_" + key] = (statistics.mean(rss_kb(p, field) for p in sessions)
+                                         if sessions else 0)
+                mem["login_" + key] = sum(rss_kb(p, field) for p in logins)
+            if sessions:
+                mem["session_top"] = smaps_top(sessions[0])
+            if logins:
+                mem["login_top"] = smaps_top(logins[0])
 
         self.settle()
         tree0 = tree_cpu(self.root)
-        threads = [threading.Thread(target=run, args=(u,)) for u in self.users]
-        t = time.monotonic()
-        for th in threads:
-            th.start()
-        barrier.wait()
-        sessions = procs_below(self.root, self.session_comm)
-        logins = procs_below(self.root, self.login_comm)
-        mem["sessions"] = len(sessions)
-        for key, field in (("rss", "Rss:"), ("pss", "Pss:")):
-            mem["session_" + key] = (statistics.mean(rss_kb(p, field) for p in sessions)
-                                     if sessions else 0)
-            mem["login_" + key] = sum(rss_kb(p, field) for p in logins)
-        if sessions:
-            mem["session_top"] = smaps_top(sessions[0])
-        if logins:
-            mem["login_top"] = smaps_top(logins[0])
-        paused = time.monotonic()
-        barrier.wait()
-        resumed = time.monotonic()
-        for th in threads:
-            th.join()
-        if errors:
-            raise errors[0]
-        # The pause for measuring does not count.
-        elapsed = (time.monotonic() - t) - (resumed - paused)
+        what = (self.name, "par")
+        if CLIENT == "c":
+            sessions, total = c_run(self.port, self.users, measure)
+            assert len(sessions) == len(self.users) and total["retrs"] == N * len(self.users), \
+                total
+            elapsed = total["wall_us"] / 1e6
+            client = total["cpu_us"] / 1e6
+            CLIENT_RECVS.setdefault(what, []).append(
+                sum(s["recvs"] for s in sessions) / total["retrs"])
+            RETR_WALL.setdefault(what, []).append(total["retr_wall_us"] / 1e6)
+            CLIENT_SPLIT.setdefault(what, []).append((total["user_us"] / 1e6,
+                                                      total["sys_us"] / 1e6))
+        else:
+            barrier = threading.Barrier(len(self.users) + 1)
+
+            def hold():
+                barrier.wait()   # every session is open, all RETRs done
+                barrier.wait()   # measured
+
+            errors = []
+
+            def run(u):
+                try:
+                    session(self.port, u, hold, what)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+                    barrier.abort()
+
+            key = (self.port, what)
+            n0 = len(CLIENT_CPU.get(key, []))
+            threads = [threading.Thread(target=run, args=(u,)) for u in self.users]
+            t = time.monotonic()
+            for th in threads:
+                th.start()
+            barrier.wait()
+            paused = time.monotonic()
+            measure()
+            barrier.wait()
+            resumed = time.monotonic()
+            for th in threads:
+                th.join()
+            if errors:
+                raise errors[0]
+            # The pause for measuring does not count.
+            elapsed = (time.monotonic() - t) - (resumed - paused)
+            client = sum(CLIENT_CPU[key][n0:])
         self.settle()
         self.cpu.setdefault("par server", []).append(tree_cpu(self.root) - tree0)
+        self.cpu.setdefault("par client", []).append(client)
         return elapsed, mem
 
 
@@ -499,11 +610,18 @@ def strace_session(side, user, work):
 def main():
     if os.geteuid() != 0:
         sys.exit("run me as root")
+    if CLIENT not in ("c", "raw", "poplib"):
+        sys.exit("CLIENT must be c, raw or poplib")
     vmail = pwd.getpwnam("pbx-vmail")
     work = tempfile.mkdtemp(prefix="pbx-bench-pop3-", dir="/tmp")
     os.chmod(work, 0o755)
     src = os.path.join(work, "messages")
     names = make_messages(src, vmail)
+    if CLIENT == "c":
+        global C_EXE, C_EXPECTED
+        C_EXE = build_c_client()
+        C_EXPECTED = os.path.join(work, "expected")
+        write_expected(C_EXPECTED)
     users = ["u%d" % i for i in range(PAR)]
 
     inst = harness.Instance(users={u: PASSWORD for u in users},
@@ -560,7 +678,9 @@ def main():
             load = f.read().split()[:3]
         p, d = res["pillarbox"], res["dovecot"]
         print("POP3 RETR of %d messages of %d bytes; nproc %d; load %s; client %s; names %s" %
-              (N, SIZE, os.cpu_count(), " ".join(load), CLIENT,
+              (N, SIZE, os.cpu_count(), " ".join(load),
+               {"c": "c (bench/pop3_load.cpp)", "raw": "raw (Python)",
+                "poplib": "poplib (Python)"}[CLIENT],
                "S=,W=" if os.environ.get("W", "1") == "1" else "S= only"))
         print("%-28s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
         cold_p, cold_d = N / p["cold"], N / d["cold"]
@@ -573,6 +693,12 @@ def main():
         par_d = PAR * N / statistics.median(d["par"])
         print("%-28s %12.0f %12.0f %7.2fx" % ("%d sessions, warm (msg/s)" % PAR, par_p, par_d,
                                              par_p / par_d))
+        if CLIENT == "c":  # the RETRs alone: first RETR sent to last answer received
+            for label, what, per in (("1 session, warm, RETRs only", "warm", N),
+                                     ("%d sessions, RETRs only" % PAR, "par", PAR * N)):
+                vp = per / statistics.median(RETR_WALL[("pillarbox", what)])
+                vd = per / statistics.median(RETR_WALL[("dovecot", what)])
+                print("%-28s %12.0f %12.0f %7.2fx" % (label, vp, vd, vp / vd))
         print("%-28s %12s %12s %8s" % ("memory (KiB)", "pillarbox", "dovecot", "ratio"))
         for key in ("rss", "pss"):
             for s in sides:
@@ -590,19 +716,27 @@ def main():
               "utime+stime of the whole server tree, medians)")
         print("%-28s %12s %12s %8s" % ("", "pillarbox", "dovecot", "ratio"))
         for what in ("cold session", "cold login", "cold server", "cold client",
-                     "warm session", "warm login", "warm server", "warm client", "par server"):
+                     "warm session", "warm login", "warm server", "warm client", "par server",
+                     "par client"):
             per = N * (PAR if what.startswith("par") else 1)
             vp = statistics.median(p_side.cpu.get(what, [0])) * 1e6 / per
             vd = statistics.median(d_side.cpu.get(what, [0])) * 1e6 / per
             print("%-28s %12.1f %12.1f %7s" % (what, vp, vd,
                                               "%.2fx" % (vp / vd) if vd else "-"))
+        if CLIENT == "c":  # the whole pop3_load process (getrusage): user and system
+            for what, per in (("warm", N), ("par", PAR * N)):
+                for k, part in ((0, "user"), (1, "system")):
+                    vp = statistics.median(x[k] for x in CLIENT_SPLIT[("pillarbox", what)])
+                    vd = statistics.median(x[k] for x in CLIENT_SPLIT[("dovecot", what)])
+                    print("%-28s %12.1f %12.1f" % ("%s client process %s" % (what, part),
+                                                   vp * 1e6 / per, vd * 1e6 / per))
         print("%-28s %12s %12s" % ("context switches per RETR", "pillarbox", "dovecot"))
         for what in ("warm session cs", "warm login cs"):
             vp = statistics.median(p_side.cpu.get(what, [0])) / N
             vd = statistics.median(d_side.cpu.get(what, [0])) / N
             print("%-28s %12.2f %12.2f" % (what[:-3], vp, vd))
-        if CLIENT == "raw":
-            for what in ("cold", "warm"):
+        if CLIENT in ("raw", "c"):
+            for what in ("cold", "warm", "par"):
                 vp = statistics.median(CLIENT_RECVS.get(("pillarbox", what), [0]))
                 vd = statistics.median(CLIENT_RECVS.get(("dovecot", what), [0]))
                 print("%-28s %12.2f %12.2f" % ("client recv() per RETR, " + what, vp, vd))
