@@ -1,9 +1,10 @@
 // pop3d's half of the proxy protocol in "frames" mode (PBX_PROXY=frames,
 // common/ipc/proxy_msgs.hpp; pop3d(8)): the session engine's output goes to
-// the login process as data frames, and whenever the session is idle it
-// says so with idle{consumed}, offering the answer of the RETR that most
-// likely comes next (SessionEngine::offer) so that the login process can
-// answer that line itself (common/login/reply_ahead.hpp). Pure: the glue
+// the login process as data frames; whenever the session comes to rest it
+// tops up its chain of offers (the answers of the RETRs that most likely
+// come next, SessionEngine::offer) so that the login process can answer
+// those lines itself (common/login/reply_ahead.hpp), and says so with
+// idle{consumed}. Pure: the glue
 // (session_main.cpp) writes the frames; tests/unit/test_reply_ahead.cpp
 // and fuzz/fuzz_pop3_ahead.cpp run it against the login's half.
 #pragma once
@@ -29,9 +30,12 @@ class FramedSession {
     // One data frame with up to `max` bytes of output (max <= kMaxData).
     std::string take_frame(size_t max);
     // Call when the engine has no output and every byte received was fed:
-    // prepares the next RETR's answer (prefetch) and returns the idle frame
-    // (with an offer when there is one), or "" when the last idle frame
-    // still says it all (nothing was consumed or sent since).
+    // when kRefillAt offers or fewer are out, offers more (up to kMaxOffers
+    // and kMaxOfferBytes; with none out, the next RETR's answer is
+    // prepared first, for the normal path too), then the idle frame.
+    // Returns "" when nothing was sent, offered or read the normal way
+    // since the last idle frame: taking offers alone needs no idle frame
+    // (the login process knows the session comes to rest after them).
     std::string idle();
 
     uint64_t consumed() const { return consumed_; }
@@ -39,8 +43,8 @@ class FramedSession {
   private:
     SessionEngine& engine_;
     uint64_t consumed_ = 0;
-    std::optional<uint64_t> idle_sent_at_;
-    bool sent_since_idle_ = false;
+    bool idle_sent_ = false;
+    bool loud_since_idle_ = false;  // data sent, or bytes read the normal way
 };
 
 }  // namespace pbx::pop3

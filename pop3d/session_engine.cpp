@@ -91,15 +91,21 @@ void SessionEngine::close_with(std::string text) {
     closed_ = true;
 }
 
+void SessionEngine::end_chain() {
+    chain_.clear();
+    chain_bytes_ = 0;
+    chain_lines_ = 0;
+}
+
 void SessionEngine::timed_out() {
-    offered_.reset();
+    end_chain();
     if (closed_) return;
     transfer_ = Transfer{};
     close_with("-ERR Autologout: idle for too long; nothing was deleted.\r\n");
 }
 
 void SessionEngine::shutting_down() {
-    offered_.reset();
+    end_chain();
     if (closed_) return;
     transfer_ = Transfer{};
     close_with("-ERR [SYS/TEMP] Server shutting down; nothing was deleted.\r\n");
@@ -107,22 +113,25 @@ void SessionEngine::shutting_down() {
 
 size_t SessionEngine::feed(std::string_view bytes) {
     size_t used = 0;
-    if (offered_ && !closed_ && !has_output()) {
-        // The first bytes after offer(), at the offset the offer was made
-        // for: the same test as the login process's (reply_ahead.hpp).
-        const std::string& l = offered_->line;
-        if (bytes.starts_with(l)) {
+    // The chain first, at the offset each offer was made for: the same test
+    // as the login process's (reply_ahead.hpp).
+    while (!chain_.empty() && !closed_ && !has_output()) {
+        const std::string_view rest = bytes.substr(used);
+        const Offered& o = chain_.front();
+        if (rest.starts_with(o.line)) {
             // The client has the answer: what RETR does, without output.
-            const size_t index = offered_->index;
-            offered_.reset();
-            prefetched_ = Prefetched{};
-            next_retr_ = index + 1;
+            if (prefetched_.index == o.index) prefetched_ = Prefetched{};
+            next_retr_ = o.index + 1;
             ++answered_ahead_;
-            used = l.size();
-        } else if (std::string_view(l).starts_with(bytes)) {
-            return 0;
+            used += o.line.size();
+            silent_bytes_ += o.line.size();
+            chain_bytes_ -= o.answer_size;
+            chain_lines_ -= o.line.size();
+            chain_.pop_front();
+        } else if (std::string_view(o.line).starts_with(rest)) {
+            return used;  // nothing more, or a prefix: more bytes decide
         } else {
-            offered_.reset();
+            end_chain();
         }
     }
     while (used < bytes.size() && !closed_ && !has_output()) {
@@ -319,17 +328,42 @@ bool SessionEngine::prefetch() {
 }
 
 std::optional<SessionEngine::Offer> SessionEngine::offer(size_t max_answer) {
-    offered_.reset();
-    if (closed_ || has_output() || reader_.partial() || !prefetched_.index) return std::nullopt;
-    const size_t i = *prefetched_.index;
-    if (i >= deleted_.size() || deleted_[i]) return std::nullopt;
+    if (closed_ || has_output() || reader_.partial()) return std::nullopt;
+    size_t i;
+    if (!chain_.empty())
+        i = chain_.back().index + 1;
+    else if (prefetched_.index)
+        i = *prefetched_.index;
+    else if (next_retr_)
+        i = *next_retr_;
+    else
+        return std::nullopt;
+    if (i >= deleted_.size() || deleted_[i] || store_.messages()[i].size > kMaxPrefetch)
+        return std::nullopt;
     std::string head = "+OK " + std::to_string(store_.messages()[i].size) + " octets\r\n";
-    if (head.size() + prefetched_.data.size() > max_answer) return std::nullopt;
+    std::string data;
+    if (prefetched_.index == i) {
+        if (head.size() + prefetched_.data.size() > max_answer) return std::nullopt;
+        data = std::move(prefetched_.data);
+        prefetched_ = Prefetched{};
+    } else {
+        // Its size (the CRLF form's, known before reading: W= or the size
+        // cache) plus ".\r\n" is a lower bound of the answer: a message
+        // over the limit is not read here.
+        if (head.size() + store_.messages()[i].size + 3 > max_answer) return std::nullopt;
+        auto content = store_.content(i);
+        if (!content) return std::nullopt;  // the RETR, if it comes, says so
+        data = stuffed(*content);
+        if (head.size() + data.size() > max_answer) return std::nullopt;
+    }
     Offer o;
     o.line = "RETR " + std::to_string(i + 1) + "\r\n";
     o.answer = std::move(head);
-    o.answer += prefetched_.data;
-    offered_ = Offered{o.line, i};
+    o.answer += data;
+    o.skip = chain_lines_;
+    chain_.push_back(Offered{o.line, i, o.answer.size()});
+    chain_bytes_ += o.answer.size();
+    chain_lines_ += o.line.size();
     return o;
 }
 

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,23 +55,31 @@ class SessionEngine {
     bool prefetch();
     static constexpr uint64_t kMaxPrefetch = 1024 * 1024;
 
-    // Reply-ahead (pop3d(8), "the proxy protocol"): when the engine is idle
-    // (no output, no partial command line, not closed) and prefetch() has
-    // prepared the next RETR's answer, the exact line that RETR is expected
-    // as ("RETR 8\r\n") and its exact answer, when that is at most
-    // `max_answer` bytes; the message exists and is not deleted, so the
-    // RETR would succeed. Until the next byte is fed the engine is then
-    // bound to it: if the bytes fed next start with exactly `line`, feed()
-    // consumes the line and applies the RETR without output (someone else
-    // gave the client `answer`: the login process); if they are a proper
-    // prefix of `line`, feed() consumes nothing (more bytes decide); any
-    // other bytes go the normal way. timed_out()/shutting_down() drop it.
+    // Reply-ahead (pop3d(8), "the proxy protocol"): when the engine is at
+    // rest (no output, no partial command line, not closed), offer() adds
+    // one offer to the chain: the exact line the next RETR is expected as
+    // ("RETR 8\r\n", the message after the chain's last one, or after the
+    // last one retrieved when the chain is empty) and its exact answer,
+    // when that is at most `max_answer` bytes; the message exists and is not
+    // deleted, so the RETR would succeed. `skip` is how many bytes of
+    // earlier offered lines come before its line. From then on feed() takes
+    // the chain first: bytes that start with exactly the first offer's line
+    // consume it and apply the RETR without output (someone else gave the
+    // client `answer`: the login process), and the next offer is first; a
+    // proper prefix of it consumes nothing (more bytes decide); any other
+    // bytes end the chain and go the normal way. timed_out() and
+    // shutting_down() end it too.
     struct Offer {
         std::string line, answer;
+        uint64_t skip = 0;
     };
     std::optional<Offer> offer(size_t max_answer);
-    bool offer_out() const { return offered_.has_value(); }
+    size_t offers_out() const { return chain_.size(); }
+    bool offer_out() const { return !chain_.empty(); }
+    uint64_t offered_bytes() const { return chain_bytes_; }
     uint64_t answered_ahead() const { return answered_ahead_; }
+    // Bytes consumed by taken offers, so far.
+    uint64_t silent_bytes() const { return silent_bytes_; }
 
     void timed_out();      // autologout: "-ERR", close, no UPDATE
     void shutting_down();  // SIGTERM: "-ERR", close, no UPDATE
@@ -106,13 +115,19 @@ class SessionEngine {
     };
     Prefetched prefetched_;
     std::optional<size_t> next_retr_;
-    // offer(): the line offered and the message it retrieves.
+    // offer(): the chain, each line offered with the message it retrieves
+    // and the size of its answer.
     struct Offered {
         std::string line;
         size_t index = 0;
+        size_t answer_size = 0;
     };
-    std::optional<Offered> offered_;
+    std::deque<Offered> chain_;
+    uint64_t chain_bytes_ = 0;  // answer sizes in chain_
+    uint64_t chain_lines_ = 0;  // line sizes in chain_
     uint64_t answered_ahead_ = 0;
+    uint64_t silent_bytes_ = 0;
+    void end_chain();
     std::vector<bool> deleted_;
     bool closed_ = false;
     int bad_ = 0;

@@ -4,40 +4,53 @@
 // Bytes in, bytes out; no sockets (tests/unit/test_pop3_ahead.cpp and
 // fuzz/fuzz_pop3_ahead.cpp run it against pop3d's engine).
 //
-// THE RULE. F counts the client bytes forwarded to the session. Client
-// bytes past F are held, and forwarded only while the session's idle{c = F}
-// is in hand (each idle lets through what is held then), or when the
-// session waits for them (below). An offer {line, answer} in an idle frame
-// is for the bytes at offset c: those forwarded since c (a batch can reach
-// the session in several reads, and the session offers at the line end
-// where a read ended: c < F), then those held. The login keeps the bytes
-// forwarded since the session's last idle offset, and decides as soon as
-// it has enough bytes, before the next frame and before it forwards more:
-//   - the bytes from c are a proper prefix of `line`: wait for more (the
-//     session, holding the same prefix, waits too; the client's next bytes
-//     decide and then go on without waiting for an idle);
+// THE RULE. F counts the client bytes forwarded to the session. The login
+// keeps the client's bytes from the session's last idle offset on: those
+// forwarded since (the window), then those held (not forwarded yet). The
+// session's offers form chains (common/ipc/proxy_msgs.hpp); the login
+// decides the first undecided offer of the chain as soon as it has enough
+// bytes at the offer's offset, in frame order, before the next frame:
+//   - the bytes there are a proper prefix of `line`: wait for more (the
+//     session, holding the same prefix, waits too);
 //   - they start with all of `line`: write `answer` to the client (after
-//     everything the session sent before its idle frame, before anything it
-//     sends after it), then forward what is held;
-//   - they differ: drop the offer.
-// Any data frame drops a held idle and its offer. The session applies the
-// same test to the same bytes at the same offset (pop3::SessionEngine::
-// offer), so "the login answered" and "the session stays silent" are one
-// predicate, whatever the timing or the splitting of the bytes.
+//     everything the session sent before the offer, before anything it
+//     sends after it): the line is taken, the next offer is first;
+//   - they differ: the chain is broken; its other offers, and any that
+//     still come before the session's next data frame, are ignored (the
+//     session, reading the same bytes, drops the same chain).
+// A data frame ends the chain. The session applies the same test to the
+// same bytes at the same offset (pop3::SessionEngine::feed), so "the login
+// answered" and "the session stays silent" are one predicate, whatever the
+// timing or the splitting of the bytes.
+//
+// Forwarding decides nothing; it is a matter of speed. Taken lines may go
+// on at any time; they are held back until kRefillAt of them are held, or
+// one undecided offer is left (the session then reads several at once and
+// tops its chain up in one go, instead of waking for every line), or
+// release_taken() (the caller's timer: the session's autologout must see
+// the client's activity).
+// Other bytes go on only while the session is known to be at rest past
+// every byte forwarded: idle{c} in hand, where every byte forwarded past c
+// is a taken line (the session takes those silently and sends no idle
+// frame for them), so that the offers it makes first are in hand when they
+// arrive.
 //
 // Limits: at most kMaxHeld client bytes are held (the caller leaves the rest
 // in its socket buffer, so a client cannot make this process buffer more);
-// an offer is at most ipc::proxy::kMaxOfferLine + kMaxOfferAnswer bytes;
-// the bytes kept since the session's last idle are at most what two
-// forwards let through; the frame decoder holds at most one partial frame
+// offers not yet decided are at most kMaxOffers, kMaxOfferBytes of answers;
+// the window holds at most the bytes forwarded since the session's last
+// idle or taken offer; the frame decoder holds at most one partial frame
 // (kProtocol.max_frame_size) plus one read.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/ipc/frame.hpp"
 
@@ -58,6 +71,9 @@ class ReplyAhead {
     // The client sent its last byte: what is held goes on as it is (no
     // answer is written for it any more).
     void client_eof();
+    // Taken lines held back (see above): the caller's timer passes them on.
+    size_t taken_held() const { return taken_; }
+    void release_taken();
 
     // What to write now; the caller writes and empties them (freeing a
     // large one, so that an idle connection keeps no large buffer).
@@ -72,25 +88,40 @@ class ReplyAhead {
 
   private:
     bool frame(const ipc::Message& m);
+    bool offer_frame(const ipc::Message& m);
     bool bad(std::string why);
     void advance();
+    void forward(size_t n);
+    void trim_window(uint64_t to);
+    void end_chain();
 
     struct Offer {
+        uint64_t at = 0;
         std::string line, answer;
     };
+    enum class Chain { None, Open, Broken };
     static constexpr size_t kShrinkAbove = 16 * 1024;
     ipc::Decoder decoder_;
     uint64_t fed_ = 0;  // bytes fed to decoder_ since it was made
-    std::string held_;
-    // The bytes forwarded since the session's last idle offset: an offer
-    // at that offset is decided on them (then on held_).
+    // The client's bytes from offset window_start_: forwarded (window_, up
+    // to F), then held (held_, from F); the first taken_ held bytes are
+    // taken lines.
     std::string window_;
-    uint64_t window_start_ = 0;  // its offset; window_start_ + size == F
+    uint64_t window_start_ = 0;
+    std::string held_;
+    size_t taken_ = 0;
+    size_t taken_lines_ = 0;  // how many lines those are
     std::string to_client_, to_session_;
     uint64_t forwarded_ = 0;  // F
+    // The taken lines since the session's last idle offset, as ranges of
+    // offsets (adjacent ones merged): the session reads those silently.
+    std::vector<std::pair<uint64_t, uint64_t>> taken_ranges_;
     std::optional<uint64_t> last_idle_;
-    bool idle_ = false;  // holding idle{c = F}
-    std::optional<Offer> offer_;
+    bool idle_ = false;  // the session is at rest at F
+    Chain chain_ = Chain::None;
+    std::deque<Offer> offers_;  // undecided, in order
+    uint64_t chain_end_ = 0;    // offset after the chain's last line
+    size_t offered_bytes_ = 0;  // answers in offers_
     bool eof_ = false;
     uint64_t answered_ = 0;
     std::string error_;

@@ -330,6 +330,21 @@ class Connection : public event::StreamHandler {
             if (!session_closed_) event::write_through(*session_, ts);
             done(ts);
         }
+        // Taken lines the login holds back reach the session within a
+        // second, so that its autologout sees a slow client's activity.
+        if (ahead_->taken_held() > 0 && !session_closed_) {
+            if (!taken_timer_) taken_timer_.reset(evtimer_new(server_.base(), taken_cb, this));
+            if (taken_timer_ && !evtimer_pending(taken_timer_.get(), nullptr))
+                evtimer_add(taken_timer_.get(), &kTakenDelay);
+        }
+    }
+
+    static constexpr timeval kTakenDelay{1, 0};
+    static void taken_cb(evutil_socket_t, short, void* self) noexcept {
+        auto* c = static_cast<Connection*>(self);
+        if (!c->ahead_ || c->client_closed_ || c->session_closed_) return;
+        c->ahead_->release_taken();
+        c->flush_ahead();
     }
 
     void pump() {
@@ -467,6 +482,7 @@ class Connection : public event::StreamHandler {
     std::unique_ptr<event::StreamConnection> session_;
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<ReplyAhead> ahead_;  // LoginSettings::reply_ahead, in Proxy state
+    EventPtr taken_timer_;               // passes taken lines on (release_taken)
     State state_ = State::PreLogin;
     uint64_t auth_req_ = 0, start_req_ = 0;
     UniqueFd local_end_;

@@ -281,6 +281,61 @@ class Pop3Test(unittest.TestCase):
                 self.wait_no_session()
                 check_burst(self, self.inst, mode, answered_ahead=1)
 
+    def test_long_fetch_chains_of_offers(self):
+        """A fetch of 30 messages one RETR at a time, as mail clients do:
+        pop3d offers chains of answers (pop3d(8), the proxy protocol),
+        pop3-login answers nearly every RETR itself and holds the lines it
+        answered back, passing them on in batches or after a second (the
+        pause after RETR 10). Every answer byte for byte; then DELE and QUIT
+        act in order after the lines held back."""
+        vmail = pwd.getpwnam("pbx-vmail")
+        new_dir = os.path.join(self.inst.mail_dir, "alice", "Maildir", "new")
+        contents = [b"Subject: %d\n\n%s\n.%d\n" % (i, b"x" * (100 * i), i)
+                    for i in range(1, 31)]
+        mark = len(self.inst.log_text())
+        for mode in ("plain", "tls"):
+            with self.subTest(mode=mode):
+                self.wait_no_session()
+                self.clear("alice")
+                for i, data in enumerate(contents):
+                    path = os.path.join(new_dir, "%d.M%dP1Q%d.long" % (1700000000 + i, i, i))
+                    with open(path, "wb") as f:
+                        f.write(data)
+                    os.chown(path, vmail.pw_uid, vmail.pw_gid)
+                s = socket.create_connection(
+                    ("127.0.0.1", self.inst.port("pop3" if mode == "plain" else "pop3s")),
+                    timeout=30)
+                if mode == "tls":
+                    s = tls_context().wrap_socket(s)
+                with s:
+                    f = s.makefile("rb")
+                    self.assertTrue(f.readline().startswith(b"+OK"))
+                    s.sendall(b"USER alice\r\nPASS demo\r\n")
+                    self.assertTrue(f.readline().startswith(b"+OK"))
+                    self.assertEqual(f.readline(), b"+OK Logged in.\r\n")
+                    for i, data in enumerate(contents, 1):
+                        want = crlf(data)
+                        s.sendall(b"RETR %d\r\n" % i)
+                        self.assertEqual(f.readline(), b"+OK %d octets\r\n" % len(want))
+                        stuffed = re.sub(rb"(?m)^\.", b"..", want) + b".\r\n"
+                        self.assertEqual(f.read(len(stuffed)), stuffed, "RETR %d" % i)
+                        if i == 10:
+                            time.sleep(1.5)
+                    last = 30 if mode == "tls" else 1
+                    s.sendall(b"DELE %d\r\n" % last)
+                    self.assertEqual(f.readline(),
+                                     b"+OK Message %d deleted (at QUIT).\r\n" % last)
+                    s.sendall(b"QUIT\r\n")
+                    self.assertEqual(f.readline(), b"+OK Logging out, 1 messages deleted.\r\n")
+                m = self.inst.wait_for_log(
+                    r"pop3-login\[\d+\]: disconnected: user=<alice>.*answered ahead: (\d+)",
+                    start=mark)
+                mark = m.end()
+                # RETR 1 goes to pop3d; later ones wait for a chain only
+                # when one runs out (topped up when 4 or fewer are left).
+                self.assertGreaterEqual(int(m.group(1)), 25, m.group(0))
+                self.assertEqual(len(self.inst.maildir_messages("alice")), 29)
+
     def test_implicit_tls(self):
         self.clear("alice")
         self.deliver("alice", b"Subject: tls\r\n\r\nover 995\r\n")

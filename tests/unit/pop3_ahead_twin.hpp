@@ -8,8 +8,9 @@
 //       SessionEngine, the two pipes between them (login → pop3d raw bytes,
 //       pop3d → login frames) delivered in pieces of random size, the
 //       client's bytes arriving in pieces of random size, and every step
-//       (client sends, a pipe delivers, pop3d runs its loop) in a random
-//       order; then everything is let run to the end.
+//       (client sends, a pipe delivers, pop3d runs its loop, now and then
+//       the login's timer passes the taken lines it holds back on) in a
+//       random order; then everything is let run to the end.
 // The client must receive the very same bytes both ways. pop3d's loop here
 // is session_main.cpp's pump() with strings for sockets.
 #pragma once
@@ -217,9 +218,20 @@ inline AheadResult run_ahead(Store& store, std::string_view script, SessionLimit
         if (!ok) r.error = login.error();
         return true;
     };
+    // The login's timer: taken lines it held back go on.
+    auto timer = [&] {
+        if (login.taken_held() == 0) return false;
+        login.release_taken();
+        collect();
+        return true;
+    };
     auto size = [&](size_t max) { return pick(4) == 0 ? 1 + pick(max) : 1 + pick(8); };
 
     for (size_t i = 0; i < steps && r.error.empty(); ++i) {
+        if (pick(64) == 0) {
+            timer();
+            continue;
+        }
         switch (pick(4)) {
             case 0:
                 client_send(size(64));
@@ -241,6 +253,7 @@ inline AheadResult run_ahead(Store& store, std::string_view script, SessionLimit
         progress |= to_pop3d(l2s.size());
         progress |= pop3d(64 * 1024);
         progress |= to_login(s2l.size());
+        if (!progress) progress |= timer();
     }
     r.answered_by_login = login.answered();
     r.skipped_by_pop3d = engine.answered_ahead();
