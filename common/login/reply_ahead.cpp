@@ -207,10 +207,18 @@ void ReplyAhead::advance() {
             taken_ = static_cast<size_t>(end - forwarded_);
             ++taken_lines_;
         }
-        if (!taken_ranges_.empty() && taken_ranges_.back().second == o.at)
+        if (!taken_ranges_.empty() && taken_ranges_.back().second == o.at) {
             taken_ranges_.back().second = end;
-        else
+        } else {
+            // Each new chain comes with an idle frame (pop3d offers it when
+            // it rests after the data frame that ended the last one, and
+            // says so), which drops the ranges before it: a few at most.
+            if (taken_ranges_.size() >= kMaxTakenRanges) {
+                bad(log::concat("more than ", kMaxTakenRanges, " chains without an idle frame"));
+                return;
+            }
             taken_ranges_.emplace_back(o.at, end);
+        }
         offered_bytes_ -= o.answer.size();
         offers_.pop_front();
         trim_window(end);  // the chain goes on past it

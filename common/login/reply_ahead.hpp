@@ -101,6 +101,7 @@ class ReplyAhead {
     };
     enum class Chain { None, Open, Broken };
     static constexpr size_t kShrinkAbove = 16 * 1024;
+    static constexpr size_t kMaxTakenRanges = 64;
     ipc::Decoder decoder_;
     uint64_t fed_ = 0;  // bytes fed to decoder_ since it was made
     // The client's bytes from offset window_start_: forwarded (window_, up

@@ -46,6 +46,35 @@ def read(path):
         return f.read()
 
 
+def put_messages(inst, user, contents, tag):
+    """Replaces user's Maildir with `contents`, in this order, as
+    pbx-vmail's files in new/."""
+    vmail = pwd.getpwnam("pbx-vmail")
+    new_dir = os.path.join(inst.mail_dir, user, "Maildir", "new")
+    for p in inst.maildir_messages(user):
+        os.unlink(p)
+    for i, data in enumerate(contents):
+        path = os.path.join(new_dir, "%d.M%dP1Q%d.%s" % (1700000000 + i, i, i, tag))
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+
+
+def raw_login(tc, inst, mode, user="alice", password="demo"):
+    """A raw POP3 connection logged in as user, over plaintext (mode
+    "plain") or implicit TLS: (socket, its reading file)."""
+    port = inst.port("pop3" if mode == "plain" else "pop3s")
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    if mode != "plain":
+        s = tls_context().wrap_socket(s)
+    f = s.makefile("rb")
+    tc.assertTrue(f.readline().startswith(b"+OK"))
+    s.sendall(b"USER %s\r\nPASS %s\r\n" % (user.encode(), password.encode()))
+    tc.assertTrue(f.readline().startswith(b"+OK"))
+    tc.assertEqual(f.readline(), b"+OK Logged in.\r\n")
+    return s, f
+
+
 def check_burst(tc, inst, mode, answered_ahead):
     """Reply-ahead (pop3d(8), the proxy protocol): pop3-login answers the
     RETR pop3d predicted (n+1 after RETR n) itself. A raw client, over
@@ -58,8 +87,6 @@ def check_burst(tc, inst, mode, answered_ahead):
     RETR 5 after RSET and RETR 6 may be too, depending on where pop3d's
     reads end (never RETR 3: too big to offer). answered_ahead: the least
     count; None: reply-ahead is off and the log line has no count."""
-    vmail = pwd.getpwnam("pbx-vmail")
-    new_dir = os.path.join(inst.mail_dir, "alice", "Maildir", "new")
     contents = [b"Subject: one\n\nfirst\n",
                 b"Subject: two\n\n.dot line\n..two dots\nno end",
                 b"Subject: three\n\n" + b"".join(b"line %05d of a big one\n" % i
@@ -80,25 +107,10 @@ def check_burst(tc, inst, mode, answered_ahead):
             b"-ERR Message 5 is deleted.\r\n" * 2 + b"+OK 6 messages, none deleted.\r\n" +
             answer(5) + answer(6) + b"+OK\r\n" + b"+OK 6 %d\r\n" % total +
             b"+OK Logging out.\r\n")
-    for p in inst.maildir_messages("alice"):
-        os.unlink(p)
-    for i, data in enumerate(contents):
-        path = os.path.join(new_dir, "%d.M%dP1Q%d.burst" % (1700000000 + i, i, i))
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+    put_messages(inst, "alice", contents, "burst")
     mark = len(inst.log_text())
-    if mode == "plain":
-        s = socket.create_connection(("127.0.0.1", inst.port("pop3")), timeout=30)
-    else:
-        s = socket.create_connection(("127.0.0.1", inst.port("pop3s")), timeout=30)
-        s = tls_context().wrap_socket(s)
+    s, f = raw_login(tc, inst, mode)
     with s:
-        f = s.makefile("rb")
-        tc.assertTrue(f.readline().startswith(b"+OK"))
-        s.sendall(b"USER alice\r\nPASS demo\r\n")
-        tc.assertTrue(f.readline().startswith(b"+OK"))
-        tc.assertEqual(f.readline(), b"+OK Logged in.\r\n")
         for i in (1, 2):
             s.sendall(b"RETR %d\r\n" % i)
             tc.assertEqual(f.read(len(answer(i))), answer(i), "RETR %d" % i)
@@ -232,21 +244,15 @@ class Pop3Test(unittest.TestCase):
         # on_drained goes on): the exact bytes on the wire, dot-stuffing and
         # the terminating line included, for LF files with many lines
         # starting with a dot and a last line without its end.
-        self.clear("alice")
-        new_dir = os.path.join(self.inst.mail_dir, "alice", "Maildir", "new")
         contents = []
-        for i, size in enumerate((4095, 4096, 4097, 8193, 300000)):
+        for size in (4095, 4096, 4097, 8193, 300000):
             data = bytearray()
             n = 0
             while len(data) < size:
                 data += (b".dot line %d\n" if n % 7 == 0 else b"line %d of the message\n") % n
                 n += 1
-            data = bytes(data[:size - 1]) + b"x"  # no line end at the end
-            path = os.path.join(new_dir, "%d.M%dP1Q%d.wire" % (1700000000 + i, i, i))
-            with open(path, "wb") as f:
-                f.write(data)
-            os.chown(path, self.vmail.pw_uid, self.vmail.pw_gid)
-            contents.append(data)
+            contents.append(bytes(data[:size - 1]) + b"x")  # no line end at the end
+        put_messages(self.inst, "alice", contents, "wire")
         with socket.create_connection(("127.0.0.1", self.inst.port("pop3")), timeout=30) as s:
             f = s.makefile("rb")
 
@@ -288,31 +294,15 @@ class Pop3Test(unittest.TestCase):
         answered back, passing them on in batches or after a second (the
         pause after RETR 10). Every answer byte for byte; then DELE and QUIT
         act in order after the lines held back."""
-        vmail = pwd.getpwnam("pbx-vmail")
-        new_dir = os.path.join(self.inst.mail_dir, "alice", "Maildir", "new")
         contents = [b"Subject: %d\n\n%s\n.%d\n" % (i, b"x" * (100 * i), i)
                     for i in range(1, 31)]
         mark = len(self.inst.log_text())
         for mode in ("plain", "tls"):
             with self.subTest(mode=mode):
                 self.wait_no_session()
-                self.clear("alice")
-                for i, data in enumerate(contents):
-                    path = os.path.join(new_dir, "%d.M%dP1Q%d.long" % (1700000000 + i, i, i))
-                    with open(path, "wb") as f:
-                        f.write(data)
-                    os.chown(path, vmail.pw_uid, vmail.pw_gid)
-                s = socket.create_connection(
-                    ("127.0.0.1", self.inst.port("pop3" if mode == "plain" else "pop3s")),
-                    timeout=30)
-                if mode == "tls":
-                    s = tls_context().wrap_socket(s)
+                put_messages(self.inst, "alice", contents, "long")
+                s, f = raw_login(self, self.inst, mode)
                 with s:
-                    f = s.makefile("rb")
-                    self.assertTrue(f.readline().startswith(b"+OK"))
-                    s.sendall(b"USER alice\r\nPASS demo\r\n")
-                    self.assertTrue(f.readline().startswith(b"+OK"))
-                    self.assertEqual(f.readline(), b"+OK Logged in.\r\n")
                     for i, data in enumerate(contents, 1):
                         want = crlf(data)
                         s.sendall(b"RETR %d\r\n" % i)
