@@ -21,7 +21,6 @@ namespace pbx::login {
 
 namespace {
 
-constexpr timeval kStopGrace{3, 0};
 constexpr size_t kForwardChunk = 64 * 1024;
 
 std::string esc(std::string_view v) {
@@ -550,7 +549,6 @@ Status LoginServer::start(ServiceContext& ctx) {
         base_, ctx.runtime_path(ipc::kSessionSocket), ipc::session::kProtocol, "start_result",
         std::chrono::duration_cast<std::chrono::milliseconds>(kMasterTimeout));
     limiter_ = event::ConnectionLimiter::make(settings_.limits);
-    stop_timer_.reset(evtimer_new(base_, stop_timer_cb, this));
     for (auto& l : ctx.listeners) {
         if (std::find(listener_names_.begin(), listener_names_.end(), l.name) ==
             listener_names_.end()) {
@@ -581,7 +579,7 @@ Status LoginServer::start(ServiceContext& ctx) {
 
 void LoginServer::accept(UniqueFd fd, const event::PeerAddress& peer, bool implicit_tls,
                          event::ConnectionSlot slot) {
-    if (stopping_) return;
+    if (stop_.stopping()) return;
     const uint64_t id = next_id_++;
     auto [it, inserted] = connections_.emplace(
         id, std::make_unique<Connection>(*this, id, peer, implicit_tls, std::move(slot)));
@@ -590,25 +588,15 @@ void LoginServer::accept(UniqueFd fd, const event::PeerAddress& peer, bool impli
 
 void LoginServer::remove(uint64_t id) {
     connections_.erase(id);
-    if (stopping_ && connections_.empty()) event_base_loopexit(base_, nullptr);
+    stop_.removed();
 }
 
 void LoginServer::stop() {
-    if (stopping_) return;
-    stopping_ = true;
+    if (stop_.stopping()) return;
     acceptors_.clear();
-    if (connections_.empty()) {
-        event_base_loopexit(base_, nullptr);
-        return;
-    }
-    for (auto& [id, c] : connections_) c->shutdown();
-    event_add(stop_timer_.get(), &kStopGrace);
-}
-
-void LoginServer::stop_timer_cb(evutil_socket_t, short, void* self) noexcept {
-    auto* s = static_cast<LoginServer*>(self);
-    log::info("stopping with ", s->connections_.size(), " connection(s) still open");
-    event_base_loopexit(s->base_, nullptr);
+    stop_.begin(base_, [&] {
+        for (auto& [id, c] : connections_) c->shutdown();
+    });
 }
 
 }  // namespace pbx::login

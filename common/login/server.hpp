@@ -31,6 +31,7 @@
 #include "common/c_ptr.hpp"
 #include "common/config/config.hpp"
 #include "common/event/acceptor.hpp"
+#include "common/event/graceful_stop.hpp"
 #include "common/event/tls.hpp"
 #include "common/login/engine.hpp"
 #include "common/login/request_client.hpp"
@@ -98,7 +99,6 @@ class LoginServer {
     LoginServer() = default;
     void accept(UniqueFd fd, const event::PeerAddress& peer, bool implicit_tls,
                 event::ConnectionSlot slot);
-    static void stop_timer_cb(evutil_socket_t, short, void* self) noexcept;
 
     LoginSettings settings_;
     EngineFactory factory_;
@@ -113,8 +113,7 @@ class LoginServer {
     std::vector<std::unique_ptr<event::Acceptor>> acceptors_;
     std::map<uint64_t, std::unique_ptr<Connection>> connections_;
     uint64_t next_id_ = 1;
-    bool stopping_ = false;
-    EventPtr stop_timer_;
+    event::GracefulStop stop_{"connection(s)", [this] { return connections_.size(); }};
 };
 
 }  // namespace pbx::login

@@ -10,10 +10,6 @@ namespace pbx::smtpserver {
 
 namespace {
 
-// After SIGTERM, sessions get this long to read their 421; the master kills
-// at master_interface::kStopGraceSeconds.
-constexpr timeval kStopGrace{3, 0};
-
 std::chrono::milliseconds ms(std::chrono::seconds s) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(s);
 }
@@ -93,7 +89,6 @@ Status Server::start(ServiceContext& ctx) {
         std::make_unique<AuthClient>(base_, ctx.runtime_path(ipc::kAuthSocket), ms(kAuthdTimeout));
     enqueue_path_ = ctx.runtime_path(ipc::kEnqueueSocket);
     limiter_ = event::ConnectionLimiter::make(settings_.connection_limits);
-    stop_timer_.reset(evtimer_new(base_, stop_timer_cb, this));
     event::Acceptor::Options opt;
     opt.refusal = "421 4.7.0 " + settings_.hostname + " Error: too many connections\r\n";
     const bool submission = settings_.role == Role::Submission;
@@ -136,7 +131,7 @@ Status Server::start(ServiceContext& ctx) {
 
 void Server::accept(UniqueFd fd, const event::PeerAddress& peer, event::ConnectionSlot slot,
                     bool implicit_tls) {
-    if (stopping_) return;
+    if (stop_.stopping()) return;
     const uint64_t id = next_id_++;
     auto [it, inserted] =
         sessions_.emplace(id, std::make_unique<Session>(*this, id, peer, std::move(slot)));
@@ -145,7 +140,7 @@ void Server::accept(UniqueFd fd, const event::PeerAddress& peer, event::Connecti
 
 void Server::remove(uint64_t id) {
     sessions_.erase(id);
-    if (stopping_ && sessions_.empty()) event_base_loopexit(base_, nullptr);
+    stop_.removed();
 }
 
 namespace {
@@ -166,30 +161,20 @@ std::unique_ptr<EnqueueClient> Server::take_enqueue_client(std::chrono::millisec
 }
 
 void Server::keep_enqueue_client(std::unique_ptr<EnqueueClient> client) {
-    if (!client || stopping_ || client->in_transaction() || !client->connected()) return;
+    if (!client || stop_.stopping() || client->in_transaction() || !client->connected()) return;
     if (idle_enqueue_.size() >= kIdleEnqueueClients) return;
     idle_enqueue_.push_back(std::move(client));
 }
 
 void Server::stop() {
-    if (stopping_) return;
-    stopping_ = true;
+    if (stop_.stopping()) return;
     idle_enqueue_.clear();
     acceptors_.clear();
-    if (sessions_.empty()) {
-        event_base_loopexit(base_, nullptr);
-        return;
-    }
     // shutdown() never destroys a session synchronously (on_closed comes
     // from the loop), so iterating is safe.
-    for (auto& [id, s] : sessions_) s->shutdown();
-    event_add(stop_timer_.get(), &kStopGrace);
-}
-
-void Server::stop_timer_cb(evutil_socket_t, short, void* self) noexcept {
-    auto* s = static_cast<Server*>(self);
-    log::info("stopping with ", s->sessions_.size(), " session(s) still open");
-    event_base_loopexit(s->base_, nullptr);
+    stop_.begin(base_, [&] {
+        for (auto& [id, s] : sessions_) s->shutdown();
+    });
 }
 
 }  // namespace pbx::smtpserver

@@ -19,6 +19,7 @@
 #include "common/config/config.hpp"
 #include "common/event/acceptor.hpp"
 #include "common/event/cidr.hpp"
+#include "common/event/graceful_stop.hpp"
 #include "common/event/tls.hpp"
 #include "common/privsep/service.hpp"
 #include "common/smtp/engine.hpp"
@@ -92,7 +93,6 @@ class Server {
     Server() = default;
     void accept(UniqueFd fd, const event::PeerAddress& peer, event::ConnectionSlot slot,
                 bool implicit_tls);
-    static void stop_timer_cb(evutil_socket_t, short, void* self) noexcept;
 
     Settings settings_;
     std::optional<event::TlsContext> tls_;
@@ -105,8 +105,7 @@ class Server {
     std::map<uint64_t, std::unique_ptr<Session>> sessions_;
     std::vector<std::unique_ptr<EnqueueClient>> idle_enqueue_;
     uint64_t next_id_ = 1;
-    bool stopping_ = false;
-    EventPtr stop_timer_;
+    event::GracefulStop stop_{"session(s)", [this] { return sessions_.size(); }};
 };
 
 }  // namespace pbx::smtpserver

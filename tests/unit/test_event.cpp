@@ -29,6 +29,7 @@
 #include "common/c_ptr.hpp"
 #include "common/event/acceptor.hpp"
 #include "common/event/cidr.hpp"
+#include "common/event/graceful_stop.hpp"
 #include "common/event/stream.hpp"
 #include "common/event/tls.hpp"
 #include "common/event/write_through.hpp"
@@ -1041,4 +1042,52 @@ TEST_CASE("peer_address renders v4, v6 and v4-mapped", "[event][acceptor]") {
     sockaddr_in s4{};
     s4.sin_family = AF_INET;
     CHECK(peer_address(reinterpret_cast<sockaddr*>(&s4), 4).ip.empty());  // truncated
+}
+
+TEST_CASE("GracefulStop: the loop ends with the last connection", "[event][stop]") {
+    pbx::EventBasePtr base(event_base_new());
+    REQUIRE(base);
+    size_t open = 0;
+    int asked = 0;
+    pbx::event::GracefulStop stop("connection(s)", [&] { return open; });
+    CHECK_FALSE(stop.stopping());
+
+    SECTION("nothing open: the loop ends at once") {
+        stop.begin(base.get(), [&] { ++asked; });
+        CHECK(stop.stopping());
+        CHECK(asked == 0);
+        event_base_dispatch(base.get());
+        CHECK(event_base_got_exit(base.get()));
+    }
+    SECTION("two open: asked to finish, the loop ends when both are removed") {
+        open = 2;
+        stop.begin(base.get(), [&] { ++asked; });
+        stop.begin(base.get(), [&] { ++asked; });  // once only
+        CHECK(asked == 1);
+        // The connections go away from the loop, as on_closed does.
+        std::function<void()> remove_one = [&] {
+            --open;
+            stop.removed();
+        };
+        timeval t1{0, 10 * 1000}, t2{0, 20 * 1000};
+        auto cb = [](evutil_socket_t, short, void* arg) {
+            (*static_cast<std::function<void()>*>(arg))();
+        };
+        event_base_once(base.get(), -1, EV_TIMEOUT, cb, &remove_one, &t1);
+        event_base_once(base.get(), -1, EV_TIMEOUT, cb, &remove_one, &t2);
+        const auto t0 = std::chrono::steady_clock::now();
+        event_base_dispatch(base.get());
+        CHECK(open == 0);
+        CHECK(event_base_got_exit(base.get()));
+        // Well before the grace period (3 s).
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(2500));
+    }
+    SECTION("one never finishes: the grace period ends the loop") {
+        open = 1;
+        stop.begin(base.get(), [&] { ++asked; });
+        const auto t0 = std::chrono::steady_clock::now();
+        event_base_dispatch(base.get());
+        CHECK(asked == 1);
+        CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(2500));
+    }
 }
