@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "common/log.hpp"
 #include "common/unique_fd.hpp"
@@ -1471,30 +1473,26 @@ void Session::cmd_fetch(const Command& c, const std::vector<Value>& args, bool u
         std::string u = upper(raw);
         size_t br = u.find('[');
         if (br == std::string::npos) {
-            if (u == "FLAGS")
-                it.kind = K::Flags;
-            else if (u == "INTERNALDATE")
-                it.kind = K::InternalDate;
-            else if (u == "RFC822.SIZE")
-                it.kind = K::Size;
-            else if (u == "ENVELOPE")
-                it.kind = K::Envelope;
-            else if (u == "BODY")
-                it.kind = K::Body;
-            else if (u == "BODYSTRUCTURE")
-                it.kind = K::BodyStructure;
-            else if (u == "UID")
-                it.kind = K::Uid;
-            else if (u == "RFC822")
-                it.kind = K::Rfc822;
-            else if (u == "RFC822.HEADER")
-                it.kind = K::Rfc822Header;
-            else if (u == "RFC822.TEXT")
-                it.kind = K::Rfc822Text;
-            else {
+            // The FETCH items without a section (RFC 3501 6.4.5).
+            static constexpr std::pair<std::string_view, K> kItems[] = {
+                {"FLAGS", K::Flags},
+                {"INTERNALDATE", K::InternalDate},
+                {"RFC822.SIZE", K::Size},
+                {"ENVELOPE", K::Envelope},
+                {"BODY", K::Body},
+                {"BODYSTRUCTURE", K::BodyStructure},
+                {"UID", K::Uid},
+                {"RFC822", K::Rfc822},
+                {"RFC822.HEADER", K::Rfc822Header},
+                {"RFC822.TEXT", K::Rfc822Text},
+            };
+            const auto* item = std::find_if(std::begin(kItems), std::end(kItems),
+                                            [&](const auto& e) { return e.first == u; });
+            if (item == std::end(kItems)) {
                 bad(c.tag, "Unknown FETCH item " + raw);
                 return;
             }
+            it.kind = item->second;
         } else {
             std::string prefix = u.substr(0, br);
             if (prefix != "BODY" && prefix != "BODY.PEEK") {
