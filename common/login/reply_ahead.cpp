@@ -36,7 +36,7 @@ bool ReplyAhead::from_session(std::string_view bytes) {
             return bad(log::concat("bad frame from the session: ", ipc::to_string(m.error().code),
                                    ": ", m.error().text));
         if (!*m) break;
-        if (!frame(**m)) return false;
+        if (!frame(**m) || failed()) return false;
     }
     // The session waits for the client after a large answer: a new decoder
     // gives the buffer's memory back (a login process keeps many idle

@@ -66,7 +66,8 @@ class ReplyAhead {
     // and the caller closes the connection (nothing more is accepted).
     bool from_session(std::string_view bytes);
     // Bytes read from the client; returns how many were taken (at most
-    // kMaxHeld - held(); 0 once failed).
+    // kMaxHeld - held(); 0 once failed: the caller checks failed() after
+    // each call, as after from_session()).
     size_t from_client(std::string_view bytes);
     // The client sent its last byte: what is held goes on as it is (no
     // answer is written for it any more).

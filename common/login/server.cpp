@@ -276,13 +276,7 @@ class Connection : public event::StreamHandler {
             std::string_view v = session_->peek(std::min(session_->input_size(), kForwardChunk));
             const bool ok = a.from_session(v);
             session_->drain(v.size());
-            if (!ok) {
-                log::warn("session of ", esc(user_), " (", session_id_, "): ", a.error(),
-                          "; closing the connection");
-                session_->close();
-                conn_->close();
-                return;
-            }
+            if (!ok) return ahead_failed();
             flush_ahead();
         }
         if (!session_closed_ && !session_->closing() && session_->at_eof() &&
@@ -301,6 +295,7 @@ class Connection : public event::StreamHandler {
             std::string_view v = conn_->peek(std::min(conn_->input_size(), kForwardChunk));
             const size_t n = a.from_client(v);
             conn_->drain(n);
+            if (a.failed()) return ahead_failed();
             flush_ahead();
             if (n == 0) break;
         }
@@ -310,6 +305,15 @@ class Connection : public event::StreamHandler {
             if (!session_closed_) session_->close_after_flush();
             conn_->close_after_flush();
         }
+    }
+
+    // The session broke the proxy protocol (a bad frame): this connection
+    // ends, the others of this process go on.
+    void ahead_failed() {
+        log::warn("session of ", esc(user_), " (", session_id_, "): ", ahead_->error(),
+                  "; closing the connection");
+        session_->close();
+        conn_->close();
     }
 
     void flush_ahead() {
