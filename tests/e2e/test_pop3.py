@@ -613,5 +613,56 @@ class ReplyAheadOffTest(unittest.TestCase):
             check_burst(self, inst, "plain", answered_ahead=None)
 
 
+# A misbehaving pop3d (it runs as the mail user, so pop3-login must not
+# trust it): instead of the proxy protocol's hello it writes garbage, then
+# waits for the login process to hang up.
+FAKE_POP3D = """#!/usr/bin/python3
+import os
+os.write(0, b"hello, world\\r\\n")
+while os.read(0, 4096):
+    pass
+"""
+
+
+@unittest.skipUnless(all(harness.program(p) for p in NEEDED),
+                     "pop3-login, pop3d or the delivery chain is not built")
+class MisbehavingSessionTest(unittest.TestCase):
+    def test_bad_frames_close_only_that_connection(self):
+        inst = Instance(users={"alice": "demo"}, config={"remote_delivery_enable": "no"},
+                        start=False)
+        try:
+            fake = os.path.join(inst.libexec_dir, "pop3d")
+            os.unlink(fake)
+            with open(fake, "w") as f:
+                f.write(FAKE_POP3D)
+            os.chmod(fake, 0o755)
+            inst.start()
+            mark = len(inst.log_text())
+            for attempt in (1, 2):
+                s = socket.create_connection(("127.0.0.1", inst.port("pop3")), timeout=30)
+                with s:
+                    f = s.makefile("rb")
+                    self.assertTrue(f.readline().startswith(b"+OK"))
+                    s.sendall(b"USER alice\r\nPASS demo\r\n")
+                    self.assertTrue(f.readline().startswith(b"+OK"))
+                    # Nothing of the session's garbage reaches the client:
+                    # the connection just ends.
+                    self.assertEqual(f.read(), b"", "attempt %d" % attempt)
+            pattern = (r"pop3-login\[(\d+)\]: warning: session of alice \([^)]*\): bad frame from the "
+                       r"session: [^\n]*; closing the connection")
+            inst.wait_for_log(pattern + r"(?s:.*)" + pattern, start=mark)
+            pids = re.findall(pattern, inst.log_text()[mark:])
+            self.assertEqual(len(pids), 2)
+            # The same pop3-login process refused both and still serves.
+            self.assertEqual(pids[0], pids[1])
+            with socket.create_connection(("127.0.0.1", inst.port("pop3")), timeout=30) as s:
+                self.assertTrue(s.makefile("rb").readline().startswith(b"+OK"))
+            self.assertIn(int(pids[0]),
+                          [pid for pid, n in inst.descendants() if n == "pop3-login"])
+        finally:
+            inst.stop()
+            inst.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
